@@ -1,0 +1,627 @@
+"""The desired state a user writes: `ModelDeployment.spec`.
+
+Field names follow what users already know: Argo Rollouts' `setWeight`/`pause` steps, Flagger's
+`interval`/`iterations`/`threshold`-style analysis, KServe's storage URIs. Every field's
+docstring becomes its description in the CRD and in docs/api.md.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, Self
+
+from pydantic import Field, WithJsonSchema, model_validator
+
+from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
+from modeldeploy.durations import DURATION_PATTERN, parse_duration
+from modeldeploy.api.types import (
+    DnsLabel,
+    Duration,
+    ObjectName,
+    Percent,
+    PositiveDuration,
+    Quantity,
+    Threshold,
+)
+
+URI_SCHEMES: Final = ("http://", "https://", "s3://", "pvc://", "file:///")
+BUILTIN_METRICS: Final = ("error-rate", "latency-p50", "latency-p95", "latency-p99", "request-rate")
+
+
+def _cel_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+class ModelSource(ApiModel):
+    """Which model file to serve and how to recognise it."""
+
+    uri: Annotated[str, Field(min_length=1, max_length=2048)]
+    """Where the serving image fetches the ONNX file: http(s)://HOST/PATH, s3://BUCKET/KEY,
+    pvc://CLAIM/PATH (a PersistentVolumeClaim in the same namespace) or file:///PATH (baked into
+    the image)."""
+
+    sha256: Annotated[str | None, Field(pattern=r"^[a-f0-9]{64}$")] = None
+    """Expected SHA-256 of the file, 64 lowercase hex digits. A mismatch is never served."""
+
+    version: Annotated[str | None, Field(max_length=63, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")] = (
+        None
+    )
+    """Version label shown in status, events, metrics and `kubectl get md`."""
+
+    name: DnsLabel | None = None
+    """Name clients use in /v2/models/NAME; defaults to the ModelDeployment's name."""
+
+    cel_rules = (
+        CelRule(
+            rule=" || ".join(f"self.uri.startsWith('{s}')" for s in URI_SCHEMES),
+            message="uri must start with http://, https://, s3://, pvc:// or file:///",
+            field_path=".uri",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_scheme(self) -> Self:
+        if not self.uri.startswith(URI_SCHEMES):
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory for each serving container, as in a Pod spec."""
+
+    requests: Annotated[dict[str, Quantity] | None, Field(max_length=16)] = None
+    """Minimum resources the scheduler reserves, e.g. {cpu: 500m, memory: 512Mi}."""
+    limits: Annotated[dict[str, Quantity] | None, Field(max_length=16)] = None
+    """Maximum resources the container may use."""
+
+
+class Batching(ApiModel):
+    """Dynamic batching: concurrent requests are merged into one inference call."""
+
+    max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    """Most requests merged into one batch."""
+    max_delay_ms: Annotated[int, Field(ge=0, le=1000)] = 2
+    """Longest a request waits for others to join its batch, in milliseconds."""
+
+
+class Threads(ApiModel):
+    """ONNX Runtime thread pools (0 lets ONNX Runtime choose from the CPU limit)."""
+
+    intra_op: Annotated[int, Field(ge=0, le=256)] = 0
+    """Threads used inside one operator."""
+    inter_op: Annotated[int, Field(ge=0, le=256)] = 0
+    """Threads used to run independent operators in parallel."""
+
+
+class KeySelector(ApiModel):
+    """A key of a Secret or ConfigMap in the ModelDeployment's namespace."""
+
+    name: ObjectName
+    """Name of the Secret or ConfigMap."""
+    key: Annotated[str, Field(min_length=1, max_length=253)]
+    """Key inside it."""
+    optional: bool | None = None
+    """Start the pod even when the key is missing."""
+
+
+class FieldSelector(ApiModel):
+    """A field of the pod itself (downward API)."""
+
+    field_path: Annotated[str, Field(min_length=1, max_length=256)]
+    """For example metadata.name or status.podIP."""
+
+
+class EnvVarSource(ApiModel):
+    """Where an environment variable's value comes from; exactly one source."""
+
+    secret_key_ref: KeySelector | None = None
+    """A key of a Secret."""
+    config_map_key_ref: KeySelector | None = None
+    """A key of a ConfigMap."""
+    field_ref: FieldSelector | None = None
+    """A field of the pod."""
+
+    cel_rules = (
+        CelRule(
+            rule="[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef)]"
+            ".filter(x, x).size() == 1",
+            message="valueFrom needs exactly one of secretKeyRef, configMapKeyRef or fieldRef",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        chosen = [self.secret_key_ref, self.config_map_key_ref, self.field_ref]
+        if sum(x is not None for x in chosen) != 1:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the serving container."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
+    """Variable name."""
+    value: Annotated[str | None, Field(max_length=32768)] = None
+    """Literal value."""
+    value_from: EnvVarSource | None = None
+    """Take the value from a Secret, ConfigMap or pod field instead."""
+
+    cel_rules = (
+        CelRule(
+            rule="!(has(self.value) && has(self.valueFrom))",
+            message="set value or valueFrom, not both",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class Toleration(ApiModel):
+    """Lets serving pods run on nodes with a matching taint (for example GPU nodes)."""
+
+    key: Annotated[str | None, Field(max_length=316)] = None
+    """Taint key; empty with operator Exists matches every taint."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Exists or Equal (the default)."""
+    value: Annotated[str | None, Field(max_length=63)] = None
+    """Taint value to match with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; empty matches all effects."""
+    toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated before eviction."""
+
+
+class AuthType(StrEnum):
+    BEARER_TOKEN = "BearerToken"
+    JWT = "JWT"
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the ModelDeployment's namespace."""
+
+    name: ObjectName
+    """Secret name."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "token"
+    """Key inside the Secret."""
+
+
+class Auth(ApiModel):
+    """Require credentials on inference requests (health and metrics stay open to the kubelet)."""
+
+    type: AuthType = AuthType.BEARER_TOKEN
+    """BearerToken: a static token compared in constant time. JWT: signed tokens, checked for
+    signature, expiry and audience."""
+    secret_ref: SecretKeyRef
+    """The token (BearerToken), or the HS256 secret or RS256 public key in PEM (JWT)."""
+    algorithm: Literal["HS256", "RS256"] = "RS256"
+    """JWT signature algorithm."""
+    audience: Annotated[str | None, Field(max_length=253)] = None
+    """JWT audience that must be present in the token's aud claim."""
+    issuer: Annotated[str | None, Field(max_length=253)] = None
+    """JWT issuer that must match the token's iss claim."""
+
+
+class Tls(ApiModel):
+    """Serve HTTPS with a certificate from a Secret of type kubernetes.io/tls."""
+
+    secret_name: ObjectName
+    """Secret holding tls.crt and tls.key."""
+
+
+TopologySpread = Annotated[
+    list[dict[str, Any]],
+    WithJsonSchema(
+        {"type": "array", "maxItems": 8, "items": opaque_schema("object")}
+    ),
+]
+
+
+class Serving(ApiModel):
+    """How the serving pods run: image, size, batching, threads, placement and protection."""
+
+    image: Annotated[str | None, Field(max_length=512)] = None
+    """Serving image; defaults to the image the operator was installed with."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    """When the kubelet pulls the image."""
+    replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Serving pods of the stable revision when autoscaling is not set."""
+    resources: ResourceRequirements | None = None
+    """CPU and memory requests and limits of the serving container."""
+    batching: Batching | None = None
+    """Merge concurrent requests into batches; off when not set."""
+    threads: Threads | None = None
+    """ONNX Runtime thread pools."""
+    env: Annotated[list[EnvVar] | None, Field(max_length=64)] = None
+    """Extra environment variables of the serving container."""
+    node_selector: Annotated[dict[str, str] | None, Field(max_length=32)] = None
+    """Run only on nodes with these labels."""
+    tolerations: Annotated[list[Toleration] | None, Field(max_length=32)] = None
+    """Taints the serving pods tolerate."""
+    affinity: Annotated[dict[str, Any] | None, WithJsonSchema(opaque_schema("object"))] = None
+    """Pod affinity rules, as in a Pod spec (passed through unchanged)."""
+    topology_spread_constraints: TopologySpread | None = None
+    """Spread pods over zones or nodes, as in a Pod spec (passed through unchanged)."""
+    priority_class_name: ObjectName | None = None
+    """PriorityClass of the serving pods."""
+    service_account_name: ObjectName | None = None
+    """ServiceAccount of the serving pods (for example one allowed to read an s3:// bucket)."""
+    auth: Auth | None = None
+    """Require a bearer token or JWT on inference requests."""
+    tls: Tls | None = None
+    """Serve HTTPS instead of HTTP."""
+
+
+# --- autoscaling -----------------------------------------------------------------------------
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler for the stable revision; the canary follows the traffic weight."""
+
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Fewest serving pods."""
+    max_replicas: Annotated[int, Field(ge=1, le=1000)]
+    """Most serving pods."""
+    target_cpu_utilization: Annotated[
+        int, Field(ge=1, le=100, alias="targetCPUUtilization")
+    ] = 70
+    """Average CPU use, in percent of the request, that the autoscaler aims for."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.maxReplicas >= self.minReplicas",
+            message="maxReplicas must be greater than or equal to minReplicas: "
+            "raise maxReplicas or lower minReplicas",
+            field_path=".maxReplicas",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Self:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+# --- rollout ---------------------------------------------------------------------------------
+
+
+class Strategy(StrEnum):
+    CANARY = "Canary"
+    AB_TEST = "ABTest"
+    BLUE_GREEN = "BlueGreen"
+    IMMEDIATE = "Immediate"
+
+
+class Judge(StrEnum):
+    THRESHOLD = "threshold"
+    STATISTICAL = "statistical"
+
+
+class Step(ApiModel):
+    """One canary step: send this share of traffic to the new revision, then wait."""
+
+    set_weight: Percent
+    """Percent of traffic the new revision gets in this step (0 to 100)."""
+    pause: Annotated[str | None, Field(max_length=32)] = None
+    """How long to hold this weight while analysis runs (a duration such as 60s or 2m), or
+    `indefinite` to hold until `modeldeploy promote`. Not set: move on after one analysis
+    interval."""
+
+    cel_rules = (
+        CelRule(
+            rule="!has(self.pause) || self.pause == 'indefinite' || "
+            f"self.pause.matches(r'{DURATION_PATTERN}')",
+            message="pause must be a duration such as 60s or 2m, or 'indefinite'",
+            field_path=".pause",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_pause(self) -> Self:
+        if self.pause is not None and self.pause != "indefinite":
+            try:
+                parse_duration(self.pause)
+            except ValueError:
+                raise ValueError(self.cel_rules[0].message) from None
+        return self
+
+
+def _default_steps() -> list[Step]:
+    return [Step(set_weight=10, pause="1m"), Step(set_weight=50, pause="1m")]
+
+
+class HeaderMatch(ApiModel):
+    """Match requests by an HTTP header."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")]
+    """Header name, case-insensitive."""
+    value: Annotated[str, Field(min_length=1, max_length=4096)]
+    """Value to compare with."""
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    """How to compare."""
+
+
+class CookieMatch(ApiModel):
+    """Match requests by a cookie."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")]
+    """Cookie name."""
+    value: Annotated[str, Field(min_length=1, max_length=4096)]
+    """Exact cookie value."""
+
+
+class MatchRule(ApiModel):
+    """Requests that satisfy every header and cookie condition of a rule go to the candidate."""
+
+    headers: Annotated[list[HeaderMatch] | None, Field(max_length=16)] = None
+    """Header conditions, all of which must hold."""
+    cookies: Annotated[list[CookieMatch] | None, Field(max_length=16)] = None
+    """Cookie conditions, all of which must hold."""
+
+    cel_rules = (
+        CelRule(
+            rule="(has(self.headers) && size(self.headers) > 0) || "
+            "(has(self.cookies) && size(self.cookies) > 0)",
+            message="a match rule needs at least one header or cookie condition",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_nonempty(self) -> Self:
+        if not self.headers and not self.cookies:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class MetricCheck(ApiModel):
+    """A metric the analysis checks at every interval, with its limits."""
+
+    name: DnsLabel
+    """A built-in metric (error-rate, latency-p50, latency-p95, latency-p99, request-rate) or
+    the name of a custom metric given by `query`."""
+    max: Threshold | None = None
+    """Highest acceptable value: a ratio for error-rate (0.01 = 1%), a duration for latency
+    (250ms), requests per second for request-rate."""
+    min: Threshold | None = None
+    """Lowest acceptable value, same units as max."""
+    query: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
+    """PromQL for a custom metric (needs the prometheus provider); {{namespace}}, {{revision}}
+    and {{interval}} are substituted."""
+
+    cel_rules = (
+        CelRule(
+            rule=f"self.name in {_cel_list(BUILTIN_METRICS)} || has(self.query)",
+            message="a metric that is not built in (error-rate, latency-p50, latency-p95, "
+            "latency-p99, request-rate) needs a PromQL query",
+            field_path=".query",
+        ),
+        CelRule(
+            rule="has(self.max) || has(self.min)",
+            message="set max, min or both, so the check has a limit",
+            field_path=".max",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_metric(self) -> Self:
+        if self.name not in BUILTIN_METRICS and self.query is None:
+            raise ValueError(self.cel_rules[0].message)
+        if self.max is None and self.min is None:
+            raise ValueError(self.cel_rules[1].message)
+        return self
+
+
+class PodsProvider(ApiModel):
+    """Scrape each revision's pods through the API server; needs nothing else installed."""
+
+
+class PrometheusProvider(ApiModel):
+    """Query a Prometheus the cluster already runs."""
+
+    address: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+    """Base URL, e.g. http://prometheus.monitoring:9090."""
+    token_secret_ref: SecretKeyRef | None = None
+    """Bearer token for the query API."""
+
+
+class MetricsProvider(ApiModel):
+    """Where analysis reads metrics from; exactly one provider."""
+
+    pods: PodsProvider | None = None
+    """Scrape the serving pods directly (default)."""
+    prometheus: PrometheusProvider | None = None
+    """Query Prometheus with PromQL."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.pods) != has(self.prometheus)",
+            message="choose exactly one metrics provider: pods or prometheus",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.pods is None) == (self.prometheus is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+def _default_metrics() -> list[MetricCheck]:
+    return [MetricCheck(name="error-rate", max=0.01), MetricCheck(name="latency-p99", max="500ms")]
+
+
+class Analysis(ApiModel):
+    """How a new revision is judged while it takes traffic."""
+
+    interval: PositiveDuration = "30s"
+    """Time between checks; each check looks at the requests of the last interval."""
+    min_requests: Annotated[int, Field(ge=0, le=1_000_000_000)] = 100
+    """Requests a revision must have served in an interval before a check can pass or fail;
+    fewer makes the check Inconclusive, never Failed."""
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
+    """Failed checks in a row that roll the new revision back."""
+    iterations: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Passing checks needed to promote in ABTest and BlueGreen rollouts."""
+    judge: Judge = Judge.THRESHOLD
+    """threshold: each metric within its limits. statistical: also compare the new revision
+    with the stable one over the same interval (two-proportion test for errors, rank test for
+    latency), which tolerates noise that makes fixed limits flap."""
+    confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95
+    """Confidence level of the statistical judge."""
+    metrics: Annotated[list[MetricCheck], Field(min_length=1, max_length=16)] = Field(
+        default_factory=_default_metrics
+    )
+    """Metrics checked at every interval."""
+    provider: MetricsProvider = Field(default_factory=lambda: MetricsProvider(pods=PodsProvider()))
+    """Where the metrics come from."""
+
+    cel_rules = (
+        CelRule(
+            rule="!self.metrics.exists(m, has(m.query)) || has(self.provider.prometheus)",
+            message="metrics with a PromQL query need provider.prometheus",
+            field_path=".provider",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_queries(self) -> Self:
+        if any(m.query for m in self.metrics) and self.provider.prometheus is None:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class ParentRef(ApiModel):
+    """A Gateway that the HTTPRoute attaches to."""
+
+    name: ObjectName
+    """Gateway name."""
+    namespace: DnsLabel | None = None
+    """Gateway namespace; defaults to the ModelDeployment's."""
+    section_name: DnsLabel | None = None
+    """Listener of the Gateway."""
+
+
+class ReplicaRatio(ApiModel):
+    """Approximate weights by the ratio of replicas behind one Service; no mesh needed."""
+
+
+class GatewayApi(ApiModel):
+    """Exact weights and header/cookie matches on a Gateway API HTTPRoute."""
+
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=8)]
+    """Gateways the route attaches to."""
+    hostnames: Annotated[list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)] = None
+    """Hostnames the route answers for."""
+    mirror: bool = False
+    """Also copy stable traffic to the candidate and discard its answers (shadow testing)."""
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split between revisions; exactly one way."""
+
+    replica_ratio: ReplicaRatio | None = None
+    """Split by replica counts behind the entry Service (default)."""
+    gateway_api: Annotated[GatewayApi | None, Field(alias="gatewayAPI")] = None
+    """Split on an HTTPRoute."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.replicaRatio) != has(self.gatewayAPI)",
+            message="choose exactly one of replicaRatio or gatewayAPI",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.replica_ratio is None) == (self.gateway_api is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class Rollout(ApiModel):
+    """How a new revision replaces the stable one."""
+
+    strategy: Strategy = Strategy.CANARY
+    """Canary: shift traffic in steps. ABTest: send matching requests to the candidate.
+    BlueGreen: run the candidate at full size without traffic, then switch at once.
+    Immediate: switch without analysis."""
+    steps: Annotated[list[Step], Field(min_length=1, max_length=20)] = Field(
+        default_factory=_default_steps
+    )
+    """Canary steps; setWeight must increase from step to step."""
+    match: Annotated[list[MatchRule] | None, Field(max_length=8)] = None
+    """ABTest: which requests go to the candidate (any rule may match)."""
+    analysis: Analysis = Field(default_factory=Analysis)
+    """How the candidate is judged."""
+    traffic_routing: TrafficRouting = Field(
+        default_factory=lambda: TrafficRouting(replica_ratio=ReplicaRatio())
+    )
+    """How traffic is split."""
+    scale_down_delay: Duration = "30s"
+    """How long the previous revision keeps running after a promotion, so in-flight requests
+    finish and a rollback is instant."""
+
+    cel_rules = (
+        CelRule(
+            rule="self.strategy != 'ABTest' || (has(self.match) && size(self.match) > 0)",
+            message="strategy ABTest needs match rules that say which requests go to the "
+            "candidate: add rollout.match",
+            field_path=".match",
+        ),
+        CelRule(
+            rule="self.strategy != 'ABTest' || has(self.trafficRouting.gatewayAPI)",
+            message="strategy ABTest routes by header or cookie, which needs "
+            "trafficRouting.gatewayAPI",
+            field_path=".trafficRouting",
+        ),
+        CelRule(
+            rule="self.steps.map(s, s.setWeight).isSorted() && "
+            "self.steps.all(s, self.steps.filter(t, t.setWeight == s.setWeight).size() == 1)",
+            message="steps: setWeight must increase from each step to the next",
+            field_path=".steps",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_rollout(self) -> Self:
+        if self.strategy == Strategy.AB_TEST:
+            if not self.match:
+                raise ValueError(self.cel_rules[0].message)
+            if self.traffic_routing.gateway_api is None:
+                raise ValueError(self.cel_rules[1].message)
+        weights = [s.set_weight for s in self.steps]
+        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+            raise ValueError(self.cel_rules[2].message)
+        return self
+
+
+# --- the whole spec --------------------------------------------------------------------------
+
+
+class ModelDeploymentSpec(ApiModel):
+    """A model to serve and how to roll out its new versions."""
+
+    model: ModelSource
+    """The model file to serve."""
+    serving: Serving = Field(default_factory=Serving)
+    """How the serving pods run."""
+    autoscaling: Autoscaling | None = None
+    """Scale the stable revision between minReplicas and maxReplicas on CPU; replaces
+    serving.replicas."""
+    rollout: Rollout = Field(default_factory=Rollout)
+    """How new revisions are rolled out."""
+    paused: bool = False
+    """Hold any rollout in progress where it is (traffic stays as it is) until set back to false."""
+    revision_history_limit: Annotated[int, Field(ge=0, le=50)] = 3
+    """Old revisions kept scaled to zero for an instant rollback."""

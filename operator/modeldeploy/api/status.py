@@ -1,0 +1,168 @@
+"""What the operator reports: `ModelDeployment.status`.
+
+Rollout state lives here and nowhere else (never only in the operator's memory), so an operator
+that restarts mid-rollout resumes at the same step. Lists are bounded so the object stays small.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from modeldeploy.api.base import ApiModel
+from modeldeploy.api.types import Percent
+
+HISTORY_LIMIT = 20
+CHECKS_LIMIT = 20
+
+
+class Phase(StrEnum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class Condition(ApiModel):
+    """A standard Kubernetes condition; `kubectl wait --for=condition=Ready` reads these."""
+
+    type: Annotated[str, Field(min_length=1, max_length=316)]
+    """Ready, Progressing or Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    """A CamelCase word for programs."""
+    message: Annotated[str, Field(max_length=32768)] = ""
+    """A sentence for people."""
+    last_transition_time: datetime
+    """When status last changed."""
+    observed_generation: Annotated[int | None, Field(ge=0)] = None
+    """The spec generation this condition was computed from."""
+
+
+class RevisionRef(ApiModel):
+    """One revision: a Deployment running one serving template."""
+
+    name: Annotated[str, Field(max_length=253)]
+    """Deployment name, NAME-<hash>."""
+    model_version: Annotated[str | None, Field(max_length=63)] = None
+    """spec.model.version of that template."""
+    model_uri: Annotated[str | None, Field(max_length=2048)] = None
+    """spec.model.uri of that template."""
+
+
+class Verdict(StrEnum):
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class MetricResult(ApiModel):
+    """One metric in one analysis check: the values measured and why it passed or failed."""
+
+    metric: Annotated[str, Field(max_length=63)]
+    """Metric name from spec.rollout.analysis.metrics."""
+    verdict: Verdict
+    """Passed, Failed or Inconclusive (not enough requests)."""
+    canary_value: float | None = None
+    """Value measured on the new revision."""
+    stable_value: float | None = None
+    """Value measured on the stable revision over the same interval."""
+    limit: Annotated[str | None, Field(max_length=64)] = None
+    """The limit it was held to, as written in the spec."""
+    p_value: Annotated[float | None, Field(ge=0, le=1)] = None
+    """p-value of the statistical test, when the statistical judge ran one."""
+    requests: Annotated[int | None, Field(ge=0)] = None
+    """Requests the new revision served in the interval."""
+
+
+class AnalysisCheck(ApiModel):
+    """One analysis check of the new revision."""
+
+    time: datetime
+    """When it ran."""
+    step: Annotated[int, Field(ge=0)]
+    """Rollout step at the time."""
+    verdict: Verdict
+    """Failed if any metric failed, Inconclusive if any lacked data, else Passed."""
+    results: Annotated[list[MetricResult], Field(max_length=16)] = Field(default_factory=list)
+    """Per-metric results."""
+
+
+class AnalysisStatus(ApiModel):
+    """The recent analysis record of the rollout in progress."""
+
+    checks: Annotated[list[AnalysisCheck], Field(max_length=CHECKS_LIMIT)] = Field(
+        default_factory=list
+    )
+    """The most recent checks, newest last."""
+    consecutive_failures: Annotated[int, Field(ge=0)] = 0
+    """Failed checks in a row; reaching failureLimit rolls back."""
+    passed_checks: Annotated[int, Field(ge=0)] = 0
+    """Passed checks in this rollout (ABTest and BlueGreen promote after `iterations`)."""
+
+
+class HistoryEntry(ApiModel):
+    """One line of the audit trail: which revision did what, and when."""
+
+    time: datetime
+    """When it happened."""
+    revision: Annotated[str, Field(max_length=253)]
+    """Revision (Deployment) name."""
+    model_version: Annotated[str | None, Field(max_length=63)] = None
+    """Model version of that revision."""
+    model_uri: Annotated[str | None, Field(max_length=2048)] = None
+    """Model URI of that revision."""
+    event: Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Undone"]
+    """What happened to the revision."""
+    message: Annotated[str, Field(max_length=1024)] = ""
+    """Why, in a sentence."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written only by the operator."""
+
+    observed_generation: Annotated[int | None, Field(ge=0)] = None
+    """metadata.generation this status describes; older means the operator has not caught up."""
+    phase: Phase | None = None
+    """Healthy, Progressing, Paused, RolledBack or Failed."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=8,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    """Ready, Progressing and Degraded."""
+    stable_revision: RevisionRef | None = None
+    """The revision serving all (or most) traffic."""
+    canary_revision: RevisionRef | None = None
+    """The new revision being rolled out, if any."""
+    canary_weight: Percent = 0
+    """Percent of traffic the new revision gets now."""
+    current_step: Annotated[int | None, Field(ge=0)] = None
+    """Index into spec.rollout.steps of the step in progress."""
+    step_started_at: datetime | None = None
+    """When the current step began (pauses count from here)."""
+    replicas: Annotated[int, Field(ge=0)] = 0
+    """Serving pods of all revisions."""
+    ready_replicas: Annotated[int, Field(ge=0)] = 0
+    """Serving pods that are ready."""
+    selector: Annotated[str | None, Field(max_length=1024)] = None
+    """Label selector of the serving pods (for the scale subresource)."""
+    url: Annotated[str | None, Field(max_length=2048)] = None
+    """Where clients in the cluster call the model."""
+    analysis: AnalysisStatus | None = None
+    """Analysis record of the rollout in progress."""
+    history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = Field(
+        default_factory=list
+    )
+    """Audit trail of revisions and outcomes, newest last."""
+

@@ -1,0 +1,117 @@
+"""Scalar types shared by the spec: durations, quantities, thresholds, Kubernetes names.
+
+Each type carries its own CRD schema (through `WithJsonSchema`) and its own Python check, so the
+API server and `modeldeploy validate` refuse the same values with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+
+from modeldeploy.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
+
+POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
+THRESHOLD_HINT: Final = "must be a number (0.01) or a duration (250ms)"
+# Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
+QUANTITY_PATTERN: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)  # raises ValueError with the accepted form
+    return text
+
+
+def _positive_duration(text: str) -> str:
+    if parse_duration(text) <= 0:
+        raise ValueError(f"{text!r} {POSITIVE_DURATION_HINT}")
+    return text
+
+
+def _cel_duration(extra: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "maxLength": 32,
+        "x-kubernetes-validations": [
+            {"rule": f"self.matches(r'{DURATION_PATTERN}'){extra}", "message": message}
+        ],
+    }
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_duration),
+    WithJsonSchema(_cel_duration("", DURATION_HINT)),
+]
+"""A non-negative Go-style duration string."""
+
+PositiveDuration = Annotated[
+    str,
+    AfterValidator(_positive_duration),
+    WithJsonSchema(
+        _cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)
+    ),
+]
+"""A Go-style duration string greater than zero."""
+
+
+def _threshold(value: float | str) -> float | str:
+    if isinstance(value, str):
+        _duration(value)
+    return value
+
+
+Threshold = Annotated[
+    float | str,
+    AfterValidator(_threshold),
+    WithJsonSchema(
+        {
+            # A number (error rate, request rate) or a duration (latency): the schema cannot
+            # say "number or string", so the node is untyped and CEL checks the type.
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int || type(self) == double || "
+                    f"(type(self) == string && self.matches(r'{DURATION_PATTERN}'))",
+                    "message": THRESHOLD_HINT,
+                }
+            ],
+        }
+    ),
+]
+"""A metric limit: a plain number, or a duration for latency metrics."""
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2, 512Mi or 1Gi")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A Kubernetes resource quantity (500m, 2, 512Mi)."""
+
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+"""A DNS-1123 label: what Kubernetes accepts as a Service or container name."""
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+"""A DNS-1123 subdomain: what Kubernetes accepts as a Secret, ConfigMap or PVC name."""
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+"""A traffic weight in percent."""

@@ -1,0 +1,105 @@
+"""`modeldeploy`: the command line of the operator project.
+
+Subcommands print what other tools consume (the CRD, the API reference) or check ModelDeployment
+files offline, so a CI pipeline can refuse a bad manifest before it reaches a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from modeldeploy import __version__
+from modeldeploy.api import API_VERSION, KIND, ModelDeployment
+from modeldeploy.api.base import rule_field_path
+from modeldeploy.apidocs import render_docs
+from modeldeploy.crd import render_crd
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location tuple as the dotted path kubectl would print (spec.rollout.steps[1])."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith(("function-", "constrained-")) and "[" not in part:
+            path += f".{part}" if path else part
+    return path
+
+
+# pydantic's generic wording for the two commonest mistakes, said the way a user can act on.
+_MESSAGES = {
+    "missing": "Required value: this field must be set",
+    "extra_forbidden": "unknown field: not part of the ModelDeployment API "
+    "(check its spelling and place against docs/api.md)",
+}
+
+
+def validation_errors(doc: dict[str, Any]) -> list[str]:
+    """Every problem in one ModelDeployment document, each naming its field."""
+    try:
+        ModelDeployment.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = _MESSAGES.get(err["type"], err["msg"].removeprefix("Value error, "))
+            path = _field_path(err["loc"]) + (rule_field_path(message) or "")
+            problems.append(f"{path or '<document>'}: {message}")
+        return problems
+    return []
+
+
+def _validate(files: Sequence[str]) -> int:
+    failed = 0
+    for name in files:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        for doc in yaml.safe_load_all(text):
+            if not isinstance(doc, dict) or doc.get("kind") != KIND:
+                continue
+            ident = f'{KIND.lower()}.{API_VERSION.split("/")[0]}/{doc.get("metadata", {}).get("name", "?")}'
+            errors = validation_errors(doc)
+            if errors:
+                failed += 1
+                print(f"{name}: {ident} is invalid:", file=sys.stderr)
+                for line in errors:
+                    print(f"  * {line}", file=sys.stderr)
+            else:
+                print(f"{name}: {ident} valid")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy", description="Serve ONNX models on Kubernetes and roll them out safely."
+    )
+    parser.add_argument("--version", action="version", version=f"modeldeploy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("crd", help="print the ModelDeployment CustomResourceDefinition (YAML)")
+    sub.add_parser("docs", help="print the API reference (Markdown)")
+    check = sub.add_parser(
+        "validate", help="check ModelDeployment files offline with the API server's rules"
+    )
+    check.add_argument("-f", "--filename", dest="files", action="append", required=True,
+                       help="a YAML file (repeatable; - reads standard input)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "crd":
+        sys.stdout.write(render_crd())
+        return 0
+    if args.command == "docs":
+        sys.stdout.write(render_docs())
+        return 0
+    return _validate(args.files)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
