@@ -33,8 +33,10 @@ def _type_name(node: dict[str, Any]) -> str:
         return "[]" + _type_name(node.get("items", {}))
     if kind == "object" and isinstance(node.get("additionalProperties"), dict):
         return f"map[string]{_type_name(node['additionalProperties'])}"
-    if kind == "string" and any("duration(" in r["rule"] or "ms|s|m|h" in r["rule"]
-                                for r in node.get("x-kubernetes-validations", [])):
+    if kind == "string" and any(
+        "duration(" in r["rule"] or "ms|s|m|h" in r["rule"]
+        for r in node.get("x-kubernetes-validations", [])
+    ):
         return "duration"
     if kind == "string" and node.get("format") == "date-time":
         return "time"
@@ -45,9 +47,15 @@ def _limits(node: dict[str, Any]) -> str:
     parts = []
     if "enum" in node:
         parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
-    for key, label in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"),
-                       ("maxLength", "length ≤"), ("minItems", "items ≥"),
-                       ("maxItems", "items ≤"), ("maxProperties", "entries ≤")):
+    for key, label in (
+        ("minimum", "≥"),
+        ("maximum", "≤"),
+        ("minLength", "length ≥"),
+        ("maxLength", "length ≤"),
+        ("minItems", "items ≥"),
+        ("maxItems", "items ≤"),
+        ("maxProperties", "entries ≤"),
+    ):
         if key in node:
             parts.append(f"{label} {node[key]}")
     if "pattern" in node and not node.get("x-kubernetes-int-or-string"):
@@ -62,7 +70,7 @@ def _cell(text: str) -> str:
 def _object_of(node: dict[str, Any]) -> dict[str, Any] | None:
     """The object schema a field leads to (directly or as list items), if it has fields."""
     inner = node.get("items", node) if node.get("type") == "array" else node
-    return inner if "properties" in inner and inner["properties"] else None
+    return inner if inner.get("properties") else None
 
 
 def _section(path: str, node: dict[str, Any], out: list[str]) -> None:

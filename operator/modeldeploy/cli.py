@@ -62,7 +62,8 @@ def _validate(files: Sequence[str]) -> int:
         for doc in yaml.safe_load_all(text):
             if not isinstance(doc, dict) or doc.get("kind") != KIND:
                 continue
-            ident = f'{KIND.lower()}.{API_VERSION.split("/")[0]}/{doc.get("metadata", {}).get("name", "?")}'
+            name = doc.get("metadata", {}).get("name", "?")
+            ident = f"{KIND.lower()}.{API_VERSION.split('/')[0]}/{name}"
             errors = validation_errors(doc)
             if errors:
                 failed += 1
@@ -85,8 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "validate", help="check ModelDeployment files offline with the API server's rules"
     )
-    check.add_argument("-f", "--filename", dest="files", action="append", required=True,
-                       help="a YAML file (repeatable; - reads standard input)")
+    check.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        help="a YAML file (repeatable; - reads standard input)",
+    )
     return parser
 
 

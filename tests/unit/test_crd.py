@@ -17,15 +17,20 @@ REGENERATE = "run `make generate` and commit the result"
 
 
 @pytest.mark.parametrize(
-    "path", ["crds/modeldeployments.modeldeploy.io.yaml",
-             "charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml"],
+    "path",
+    [
+        "crds/modeldeployments.modeldeploy.io.yaml",
+        "charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml",
+    ],
 )
 def test_committed_crd_matches_the_models(path):
     assert (ROOT / path).read_text() == render_crd(), f"{path} is stale: {REGENERATE}"
 
 
 def test_committed_api_reference_matches_the_models():
-    assert (ROOT / "docs/api.md").read_text() == render_docs(), f"docs/api.md is stale: {REGENERATE}"
+    assert (ROOT / "docs/api.md").read_text() == render_docs(), (
+        f"docs/api.md is stale: {REGENERATE}"
+    )
 
 
 def _nodes(node: dict[str, Any], path: str = ""):
@@ -41,14 +46,17 @@ def _nodes(node: dict[str, Any], path: str = ""):
 def test_schema_is_structural():
     """What the API server would otherwise refuse: untyped nodes, refs, unions, closed objects."""
     for path, node in _nodes(openapi_schema()):
-        assert "$ref" not in node and "title" not in node, path
+        assert "$ref" not in node, path
+        assert "title" not in node, path
         assert node.get("additionalProperties") is not False, path
         special = node.get("x-kubernetes-int-or-string") or node.get(
             "x-kubernetes-preserve-unknown-fields"
         )
         assert "type" in node or special, f"{path} has no type"
         assert "anyOf" not in node or node.get("x-kubernetes-int-or-string"), path
-        assert not ("properties" in node and isinstance(node.get("additionalProperties"), dict)), path
+        assert not ("properties" in node and isinstance(node.get("additionalProperties"), dict)), (
+            path
+        )
 
 
 def test_every_spec_field_is_documented():

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import yaml
-from speccases import BAD_SPECS, EXAMPLES, BadSpec
 
 from modeldeploy.cli import main, validation_errors
+from speccases import BAD_SPECS, EXAMPLES, BadSpec
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=lambda c: c.id)
@@ -17,9 +17,9 @@ def test_bad_spec_is_refused_naming_the_field(case: BadSpec) -> None:
     errors = validation_errors(case.document())
     assert errors, f"{case.id} was accepted"
     expected = case.offline_says or case.says
-    assert any(
-        e.startswith(f"{case.field}: ") and expected in e for e in errors
-    ), f"no error on {case.field} saying {expected!r}; got {errors}"
+    assert any(e.startswith(f"{case.field}: ") and expected in e for e in errors), (
+        f"no error on {case.field} saying {expected!r}; got {errors}"
+    )
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
@@ -41,6 +41,9 @@ def test_cli_exit_codes_and_output(tmp_path, capsys):
 
 def test_console_script_is_installed():
     out = subprocess.run(
-        [sys.executable, "-m", "modeldeploy.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "modeldeploy.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("modeldeploy ")

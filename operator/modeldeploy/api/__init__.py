@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from modeldeploy.api.base import ApiModel
 from modeldeploy.api.spec import ModelDeploymentSpec
@@ -24,9 +24,11 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 class ObjectMeta(ApiModel):
     """The part of metadata that offline validation checks; the rest passes through."""
 
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow")
 
-    name: Annotated[str, Field(min_length=1, max_length=45, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=45, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    ]
     """At most 45 characters, so NAME-<hash> and NAME-canary stay valid Service names."""
     namespace: str | None = None
 

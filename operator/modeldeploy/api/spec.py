@@ -8,12 +8,12 @@ docstring becomes its description in the CRD and in docs/api.md.
 from __future__ import annotations
 
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, WithJsonSchema, model_validator
 
 from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
-from modeldeploy.durations import DURATION_PATTERN, parse_duration
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -23,6 +23,7 @@ from modeldeploy.api.types import (
     Quantity,
     Threshold,
 )
+from modeldeploy.durations import DURATION_PATTERN, parse_duration
 
 URI_SCHEMES: Final = ("http://", "https://", "s3://", "pvc://", "file:///")
 BUILTIN_METRICS: Final = ("error-rate", "latency-p50", "latency-p95", "latency-p99", "request-rate")
@@ -46,9 +47,9 @@ class ModelSource(ApiModel):
     sha256: Annotated[str | None, Field(pattern=r"^[a-f0-9]{64}$")] = None
     """Expected SHA-256 of the file, 64 lowercase hex digits. A mismatch is never served."""
 
-    version: Annotated[str | None, Field(max_length=63, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")] = (
-        None
-    )
+    version: Annotated[
+        str | None, Field(max_length=63, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")
+    ] = None
     """Version label shown in status, events, metrics and `kubectl get md`."""
 
     name: DnsLabel | None = None
@@ -146,7 +147,9 @@ class EnvVarSource(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable for the serving container."""
 
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    ]
     """Variable name."""
     value: Annotated[str | None, Field(max_length=32768)] = None
     """Literal value."""
@@ -221,9 +224,7 @@ class Tls(ApiModel):
 
 TopologySpread = Annotated[
     list[dict[str, Any]],
-    WithJsonSchema(
-        {"type": "array", "maxItems": 8, "items": opaque_schema("object")}
-    ),
+    WithJsonSchema({"type": "array", "maxItems": 8, "items": opaque_schema("object")}),
 ]
 
 
@@ -272,9 +273,7 @@ class Autoscaling(ApiModel):
     """Fewest serving pods."""
     max_replicas: Annotated[int, Field(ge=1, le=1000)]
     """Most serving pods."""
-    target_cpu_utilization: Annotated[
-        int, Field(ge=1, le=100, alias="targetCPUUtilization")
-    ] = 70
+    target_cpu_utilization: Annotated[int, Field(ge=1, le=100, alias="targetCPUUtilization")] = 70
     """Average CPU use, in percent of the request, that the autoscaler aims for."""
 
     cel_rules = (
@@ -344,7 +343,9 @@ def _default_steps() -> list[Step]:
 class HeaderMatch(ApiModel):
     """Match requests by an HTTP header."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")
+    ]
     """Header name, case-insensitive."""
     value: Annotated[str, Field(min_length=1, max_length=4096)]
     """Value to compare with."""
@@ -355,7 +356,9 @@ class HeaderMatch(ApiModel):
 class CookieMatch(ApiModel):
     """Match requests by a cookie."""
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_|~`]+$")
+    ]
     """Cookie name."""
     value: Annotated[str, Field(min_length=1, max_length=4096)]
     """Exact cookie value."""
@@ -521,7 +524,9 @@ class GatewayApi(ApiModel):
 
     parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=8)]
     """Gateways the route attaches to."""
-    hostnames: Annotated[list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)] = None
+    hostnames: Annotated[
+        list[Annotated[str, Field(max_length=253)]] | None, Field(max_length=16)
+    ] = None
     """Hostnames the route answers for."""
     mirror: bool = False
     """Also copy stable traffic to the candidate and discard its answers (shadow testing)."""
@@ -601,7 +606,7 @@ class Rollout(ApiModel):
             if self.traffic_routing.gateway_api is None:
                 raise ValueError(self.cel_rules[1].message)
         weights = [s.set_weight for s in self.steps]
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(weights)):
             raise ValueError(self.cel_rules[2].message)
         return self
 

@@ -34,7 +34,10 @@ class Condition(ApiModel):
     """Ready, Progressing or Degraded."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
-    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    reason: Annotated[
+        str,
+        Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"),
+    ]
     """A CamelCase word for programs."""
     message: Annotated[str, Field(max_length=32768)] = ""
     """A sentence for people."""
@@ -165,4 +168,3 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list
     )
     """Audit trail of revisions and outcomes, newest last."""
-

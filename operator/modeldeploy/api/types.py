@@ -16,9 +16,8 @@ from modeldeploy.durations import DURATION_HINT, DURATION_PATTERN, parse_duratio
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
 THRESHOLD_HINT: Final = "must be a number (0.01) or a duration (250ms)"
 # Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
-QUANTITY_PATTERN: Final = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY_PATTERN: Final = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -54,9 +53,7 @@ Duration = Annotated[
 PositiveDuration = Annotated[
     str,
     AfterValidator(_positive_duration),
-    WithJsonSchema(
-        _cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)
-    ),
+    WithJsonSchema(_cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)),
 ]
 """A Go-style duration string greater than zero."""
 
