@@ -162,11 +162,11 @@ BAD_SPECS = [
         "set max, min or both",
     ),
     BadSpec(
-        "threshold-not-a-duration",
-        _set("spec.rollout.analysis.metrics", [{"name": "latency-p99", "max": "fast"}]),
+        "threshold-not-a-number",
+        _set("spec.rollout.analysis.metrics", [{"name": "latency-p99", "max": "250ms"}]),
         "spec.rollout.analysis.metrics[0].max",
-        "must be a number (0.01) or a duration (250ms)",
-        offline_says="must be a duration such as 250ms",
+        "must be of type number",
+        offline_says="Input should be a valid number",
     ),
     BadSpec(
         "bad-pause",

@@ -21,7 +21,6 @@ from modeldeploy.api.types import (
     Percent,
     PositiveDuration,
     Quantity,
-    Threshold,
 )
 from modeldeploy.durations import DURATION_PATTERN, parse_duration
 
@@ -393,10 +392,11 @@ class MetricCheck(ApiModel):
     name: DnsLabel
     """A built-in metric (error-rate, latency-p50, latency-p95, latency-p99, request-rate) or
     the name of a custom metric given by `query`."""
-    max: Threshold | None = None
-    """Highest acceptable value: a ratio for error-rate (0.01 = 1%), a duration for latency
-    (250ms), requests per second for request-rate."""
-    min: Threshold | None = None
+    max: float | None = None
+    """Highest acceptable value: a ratio for error-rate (0.01 = 1%), milliseconds for latency
+    (250), requests per second for request-rate. (A number, not a duration string, so that the
+    API server can check it: CRD schemas cannot type a field as "number or string".)"""
+    min: float | None = None
     """Lowest acceptable value, same units as max."""
     query: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
     """PromQL for a custom metric (needs the prometheus provider); {{namespace}}, {{revision}}
@@ -461,7 +461,7 @@ class MetricsProvider(ApiModel):
 
 
 def _default_metrics() -> list[MetricCheck]:
-    return [MetricCheck(name="error-rate", max=0.01), MetricCheck(name="latency-p99", max="500ms")]
+    return [MetricCheck(name="error-rate", max=0.01), MetricCheck(name="latency-p99", max=500)]
 
 
 class Analysis(ApiModel):
@@ -491,7 +491,8 @@ class Analysis(ApiModel):
 
     cel_rules = (
         CelRule(
-            rule="!self.metrics.exists(m, has(m.query)) || has(self.provider.prometheus)",
+            rule="!has(self.metrics) || !self.metrics.exists(m, has(m.query)) || "
+            "(has(self.provider) && has(self.provider.prometheus))",
             message="metrics with a PromQL query need provider.prometheus",
             field_path=".provider",
         ),
@@ -579,20 +580,22 @@ class Rollout(ApiModel):
 
     cel_rules = (
         CelRule(
-            rule="self.strategy != 'ABTest' || (has(self.match) && size(self.match) > 0)",
+            rule="!has(self.strategy) || self.strategy != 'ABTest' || "
+            "(has(self.match) && size(self.match) > 0)",
             message="strategy ABTest needs match rules that say which requests go to the "
             "candidate: add rollout.match",
             field_path=".match",
         ),
         CelRule(
-            rule="self.strategy != 'ABTest' || has(self.trafficRouting.gatewayAPI)",
+            rule="!has(self.strategy) || self.strategy != 'ABTest' || "
+            "(has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
             message="strategy ABTest routes by header or cookie, which needs "
             "trafficRouting.gatewayAPI",
             field_path=".trafficRouting",
         ),
         CelRule(
-            rule="self.steps.map(s, s.setWeight).isSorted() && "
-            "self.steps.all(s, self.steps.filter(t, t.setWeight == s.setWeight).size() == 1)",
+            rule="!has(self.steps) || (self.steps.map(s, s.setWeight).isSorted() && "
+            "self.steps.all(s, self.steps.filter(t, t.setWeight == s.setWeight).size() == 1))",
             message="steps: setWeight must increase from each step to the next",
             field_path=".steps",
         ),

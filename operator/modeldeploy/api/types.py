@@ -14,7 +14,6 @@ from pydantic import AfterValidator, Field, WithJsonSchema
 from modeldeploy.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
 
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
-THRESHOLD_HINT: Final = "must be a number (0.01) or a duration (250ms)"
 # Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 QUANTITY_PATTERN: Final = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
@@ -56,33 +55,6 @@ PositiveDuration = Annotated[
     WithJsonSchema(_cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)),
 ]
 """A Go-style duration string greater than zero."""
-
-
-def _threshold(value: float | str) -> float | str:
-    if isinstance(value, str):
-        _duration(value)
-    return value
-
-
-Threshold = Annotated[
-    float | str,
-    AfterValidator(_threshold),
-    WithJsonSchema(
-        {
-            # A number (error rate, request rate) or a duration (latency): the schema cannot
-            # say "number or string", so the node is untyped and CEL checks the type.
-            "x-kubernetes-preserve-unknown-fields": True,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self) == int || type(self) == double || "
-                    f"(type(self) == string && self.matches(r'{DURATION_PATTERN}'))",
-                    "message": THRESHOLD_HINT,
-                }
-            ],
-        }
-    ),
-]
-"""A metric limit: a plain number, or a duration for latency metrics."""
 
 
 def _quantity(value: int | str) -> int | str:
