@@ -14,15 +14,19 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 
-install: $(PY) ## create .venv and install the package with every extra
+# Reinstall only when the dependencies change, so `make test` stays fast when run again.
+$(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[operator,serving,dev]'
+	touch $@
 
-generate: ## regenerate the CRD (top level and chart) and docs/api.md from the API models
+install: $(VENV)/.installed ## create .venv and install the package with every extra
+
+generate: install ## regenerate the CRD (top level and chart) and docs/api.md from the API models
 	$(VENV)/bin/modeldeploy crd > $(CRD)
 	cp $(CRD) $(CHART_CRD)
 	$(VENV)/bin/modeldeploy docs > docs/api.md
 
-lint: ## ruff, mypy (strict) and the import-linter layer contracts
+lint: install ## ruff, mypy (strict) and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py
@@ -31,22 +35,26 @@ lint: ## ruff, mypy (strict) and the import-linter layer contracts
 cluster-build: ## build etcd and the Kubernetes control plane from source (cached)
 	hack/cluster/build.sh
 
-test-unit: ## pure tests, no cluster
-	$(PY) -m pytest tests/unit
+# pytest exits 5 when it collected nothing: say so plainly instead of failing with make's code.
+PYTEST = $(PY) -m pytest $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; exit 0; fi; exit $$rc
 
-test-integration: cluster-build ## tests against a real tier-1 control plane started for the run
-	$(PY) -m pytest tests/integration
+test-unit: install ## pure tests, no cluster
+	$(call PYTEST,tests/unit)
 
-test: cluster-build ## unit and integration tests (what CI runs)
-	$(PY) -m pytest tests/unit tests/integration
+test-integration: install cluster-build ## tests against a real tier-1 control plane started for the run
+	$(call PYTEST,tests/integration)
 
-cluster-up: cluster-build ## start a tier-1 control plane in the background; prints KUBECONFIG
+test: install cluster-build ## unit and integration tests (what CI runs)
+	$(call PYTEST,tests/unit tests/integration)
+
+cluster-up: install cluster-build ## start a tier-1 control plane in the background; prints KUBECONFIG
 	$(PY) hack/cluster/localkube.py up
 
 cluster-down: ## stop the control plane started by cluster-up
 	$(PY) hack/cluster/localkube.py down
 
-demo: ## the main job (placeholder until the end-to-end issue lands): control plane + example
+demo: install cluster-build ## the main job (for now: control plane, CRD, example; see README)
 	hack/demo.sh
 
 clean: ## remove local state (the built binaries stay cached in ~/.cache/modeldeploy)
