@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from speccases import BAD_SPECS, EXAMPLES, BadSpec
 
 from modeldeploy.api import ModelDeploymentSpec
+from speccases import BAD_SPECS, EXAMPLES, BadSpec
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.modeldeploy.io.yaml"
 
@@ -26,7 +26,8 @@ def crd(cluster):
 
 def test_examples_apply_and_list_with_printer_columns(crd, namespace):
     applied = crd.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES)).stdout
-    names = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES.glob("*.yaml"))
+    files = EXAMPLES.glob("*.yaml")
+    names = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in files)
     for name in names:
         assert f"modeldeployment.modeldeploy.io/{name} created" in applied
 
