@@ -39,14 +39,14 @@ cluster-build: ## build etcd and the Kubernetes control plane from source (cache
 PYTEST = $(PY) -m pytest $(1); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected in $(1)"; exit 0; fi; exit $$rc
 
-test-unit: install ## pure tests, no cluster
-	$(call PYTEST,tests/unit)
+test-unit: install ## pure tests and doctests, no cluster
+	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules)
 
 test-integration: install cluster-build ## tests against a real tier-1 control plane started for the run
 	$(call PYTEST,tests/integration)
 
 test: install cluster-build ## unit and integration tests (what CI runs)
-	$(call PYTEST,tests/unit tests/integration)
+	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules tests/integration)
 
 cluster-up: install cluster-build ## start a tier-1 control plane in the background; prints KUBECONFIG
 	$(PY) hack/cluster/localkube.py up

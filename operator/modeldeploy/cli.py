@@ -94,6 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a YAML file (repeatable; - reads standard input)",
     )
+    run = sub.add_parser("run", help="run the operator (watches ModelDeployments)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch the whole cluster (the default without --namespace)",
+    )
+    run.add_argument(
+        "--liveness-port",
+        type=int,
+        default=8080,
+        help="serve /healthz here for the liveness probe (0: off)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="serve the operator's Prometheus metrics here (0: off)",
+    )
+    run.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="coordinate with other replicas through this kopf peering object",
+    )
+    run.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
@@ -104,6 +139,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "docs":
         sys.stdout.write(render_docs())
+        return 0
+    if args.command == "run":
+        # Imported here: the operator's dependencies (kopf, kubernetes) are an optional extra.
+        from modeldeploy.operator_main import run_operator
+
+        run_operator(
+            namespaces=args.namespaces,
+            liveness_port=args.liveness_port,
+            metrics_port=args.metrics_port,
+            json_logs=args.log_format == "json",
+            peering=args.peering,
+            verbose=args.verbose,
+        )
         return 0
     return _validate(args.files)
 

@@ -83,3 +83,17 @@ def namespace(cluster: localkube.Cluster, request: pytest.FixtureRequest) -> Ite
         time.sleep(0.2)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.modeldeploy.io.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: localkube.Cluster) -> localkube.Cluster:
+    """The cluster with the committed ModelDeployment CRD installed and established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/modeldeployments.modeldeploy.io",
+    )  # fmt: skip
+    return cluster

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from modeldeploy.api import ModelDeploymentSpec
 from speccases import BAD_SPECS, EXAMPLES, BadSpec
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.modeldeploy.io.yaml"
-
-
-@pytest.fixture(scope="session")
-def crd(cluster):
-    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/modeldeployments.modeldeploy.io",
-    )  # fmt: skip
-    return cluster
 
 
 def test_examples_apply_and_list_with_printer_columns(crd, namespace):

@@ -148,6 +148,11 @@ class ModelDeploymentStatus(ApiModel):
     """The revision serving all (or most) traffic."""
     canary_revision: RevisionRef | None = None
     """The new revision being rolled out, if any."""
+    previous_revision: RevisionRef | None = None
+    """The stable revision before the last promotion: kept running for scaleDownDelay, then at
+    zero replicas, and the target of `modeldeploy undo`."""
+    last_promotion_time: datetime | None = None
+    """When the last promotion happened (scaleDownDelay counts from here)."""
     canary_weight: Percent = 0
     """Percent of traffic the new revision gets now."""
     current_step: Annotated[int | None, Field(ge=0)] = None

@@ -1,0 +1,47 @@
+"""`modeldeploy run`: the operator process (kopf with this project's settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import kopf
+from prometheus_client import start_http_server
+
+from modeldeploy import handlers
+from modeldeploy.kube import Kube, load_config
+from modeldeploy.settings import Settings
+
+
+def run_operator(
+    *,
+    namespaces: Sequence[str],
+    liveness_port: int,
+    metrics_port: int,
+    json_logs: bool,
+    peering: str | None,
+    verbose: bool,
+) -> None:
+    """Run until SIGTERM/SIGINT. Two or more replicas need `peering` (one is active at a time)."""
+    settings = Settings.from_env()
+    namespaces = tuple(namespaces) or settings.namespaces
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings, Kube(load_config()))
+    if metrics_port:
+        start_http_server(metrics_port)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+            standalone=peering is None,
+            peering_name=peering,
+        )
+    )

@@ -1,0 +1,172 @@
+"""One reconcile: observe → decide → act, always ending in a status sync.
+
+Called by the kopf handlers for events and on the resync timer; idempotent, so running it
+twice, or after a restart, does no harm. It writes only what differs from the live objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modeldeploy import metrics
+from modeldeploy.api import GROUP
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.conditions import ConditionUpdate, set_conditions
+from modeldeploy.desired.owner import Owner
+from modeldeploy.diff import is_subset
+from modeldeploy.kube import SCALE_MANAGER, Kube
+from modeldeploy.observe import observed
+from modeldeploy.plan import Event, plan
+from modeldeploy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APPLIED_ANNOTATION = f"{GROUP}/applied-hash"
+"""Hash of what was last applied: tells a hand edit (same hash, different fields) from a
+change of our own (new hash)."""
+
+
+@dataclass
+class Outcome:
+    events: list[Event] = field(default_factory=list)
+    writes: int = 0
+
+
+def _with_hash(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    meta = obj["metadata"]
+    annotations = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: digest}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}, digest
+
+
+def reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    children: Iterable[dict[str, Any]],
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    started = time.perf_counter()
+    try:
+        outcome = _reconcile(kube, body, children, settings, now)
+    except Exception:
+        metrics.RECONCILES.labels(result="error").inc()
+        raise
+    metrics.RECONCILES.labels(result="ok").inc()
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    return outcome
+
+
+def _reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    children: Iterable[dict[str, Any]],
+    settings: Settings,
+    now: datetime,
+) -> Outcome:
+    meta = body["metadata"]
+    owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+    generation = int(meta.get("generation") or 0)
+    previous = body.get("status") or {}
+    out = Outcome()
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        # The CRD refuses bad specs; this catches objects stored under an older schema.
+        message = "; ".join(
+            f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        status = {
+            **previous,
+            "observedGeneration": generation,
+            "phase": "Failed",
+            "conditions": set_conditions(
+                previous.get("conditions") or [],
+                [ConditionUpdate("Degraded", "True", "InvalidSpec", message)],
+                now,
+                generation,
+            ),
+        }
+        out.events.append(Event("Warning", "InvalidSpec", message))
+        _sync_status(kube, owner, previous, status, out)
+        return out
+    try:
+        status_before = ModelDeploymentStatus.model_validate(previous)
+    except ValidationError:
+        status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
+
+    seen = observed(children, spec, owner.namespace, kube.exists)
+    decided = plan(owner, spec, generation, status_before, seen, settings, now)
+    out.events.extend(decided.events)
+
+    for desired in decided.apply:
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        live = seen.children.get((kind, name))
+        scale_only = "template" not in desired["spec"] and kind == "Deployment"
+        if scale_only:
+            if live is None or is_subset(desired, live):
+                continue
+            kube.apply(desired, manager=SCALE_MANAGER)
+            log.info(
+                "%s %s/%s scaled to %s", kind, owner.namespace, name, desired["spec"]["replicas"]
+            )
+            out.writes += 1
+            continue
+        stamped, digest = _with_hash(desired)
+        if live is not None and is_subset(stamped, live):
+            continue
+        kube.apply(stamped)
+        log.info("%s %s/%s %s", kind, owner.namespace, name, "configured" if live else "created")
+        out.writes += 1
+        live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
+            APPLIED_ANNOTATION
+        )
+        if live is not None and live_hash == digest:
+            out.events.append(
+                Event("Normal", "Repaired", f"{kind} {name} was changed by hand; restored")
+            )
+        elif (
+            live is None and previous.get("observedGeneration") and _was_ours(kind, name, previous)
+        ):
+            out.events.append(Event("Normal", "Repaired", f"{kind} {name} was missing; recreated"))
+    for kind, name in decided.delete:
+        kube.delete(kind, owner.namespace, name)
+        out.writes += 1
+        out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
+    _sync_status(kube, owner, previous, decided.status, out)
+    return out
+
+
+def _was_ours(kind: str, name: str, previous: dict[str, Any]) -> bool:
+    """Did an earlier reconcile already create this child? (Then its absence is drift.)"""
+    if kind != "Deployment":
+        return previous.get("stableRevision") is not None
+    return any(
+        (previous.get(k) or {}).get("name") == name for k in ("stableRevision", "canaryRevision")
+    )
+
+
+def _sync_status(
+    kube: Kube, owner: Owner, previous: dict[str, Any], status: dict[str, Any], out: Outcome
+) -> None:
+    if _normalized(status) != _normalized(previous):
+        # A merge patch keeps keys it does not mention: name the ones to drop with null.
+        dropped = {key: None for key in previous if key not in status}
+        kube.patch_status(owner.namespace, owner.name, {**dropped, **status})
+        log.info("ModelDeployment %s/%s status updated", owner.namespace, owner.name)
+        out.writes += 1
+
+
+def _normalized(status: dict[str, Any]) -> Any:
+    """Status as the API server stores it (no nulls), for comparing before writing."""
+    return json.loads(json.dumps(ModelDeploymentStatus.model_validate(status).to_wire()))

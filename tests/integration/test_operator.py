@@ -1,0 +1,238 @@
+"""The operator process against the real control plane: children, revisions, drift, deletion.
+
+Pods never run in tier 1 (no node), so readiness is tested through the pure status function
+(tests/unit/test_plan.py) and end to end in the real-node suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from speccases import EXAMPLES
+
+RESYNC_SECONDS = 2
+OWNER_LABEL = "modeldeploy.io/deployment"
+CHILD_KINDS = "deployments,services,poddisruptionbudgets,horizontalpodautoscalers"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Operator:
+    def __init__(self, proc: subprocess.Popen[str], metrics_port: int, log: Path) -> None:
+        self.proc, self.metrics_port, self.log = proc, metrics_port, log
+
+    def writes(self) -> float:
+        """modeldeploy_api_writes_total summed over kinds and verbs, from /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("modeldeploy_api_writes_total{"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def operator(crd, tmp_path_factory) -> Iterator[Operator]:
+    """`modeldeploy run` as its own process, as it runs in its pod (but with a 2 s resync)."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    metrics_port, liveness_port = _free_port(), _free_port()
+    env = {**os.environ, "KUBECONFIG": str(crd.kubeconfig),
+           "MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS)}  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modeldeploy.cli", "run", "--all-namespaces",
+             f"--metrics-port={metrics_port}", f"--liveness-port={liveness_port}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    op = Operator(proc, metrics_port, log)
+    wait_for(lambda: _healthy(liveness_port), "the operator's liveness endpoint", op)
+    yield op
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], Any], what: str, op: Operator | None = None, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    tail = op.log.read_text()[-3000:] if op else ""
+    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{tail}")
+
+
+def get(crd, namespace: str, what: str, *names: str) -> Any:
+    out = crd.kubectl("get", what, *names, "-n", namespace, "-o", "json").stdout
+    return json.loads(out)
+
+
+def children(crd, namespace: str, owner: str) -> dict[tuple[str, str], dict[str, Any]]:
+    items = get(crd, namespace, CHILD_KINDS, "-l", f"{OWNER_LABEL}={owner}")["items"]
+    return {(i["kind"], i["metadata"]["name"]): i for i in items}
+
+
+def apply(crd, namespace: str, doc: dict[str, Any]) -> None:
+    crd.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+
+
+def example(name: str = "iris") -> dict[str, Any]:
+    doc = yaml.safe_load((EXAMPLES / "canary.yaml").read_text())
+    doc["metadata"]["name"] = name
+    return doc
+
+
+def revisions(crd, namespace: str, owner: str) -> list[str]:
+    return sorted(name for kind, name in children(crd, namespace, owner) if kind == "Deployment")
+
+
+def test_apply_creates_owned_children_and_real_pods(crd, operator, namespace):
+    apply(crd, namespace, example())
+    md = get(crd, namespace, "md", "iris")
+    found = wait_for(lambda: len(children(crd, namespace, "iris")) == 5 and
+                     children(crd, namespace, "iris"), "5 children", operator)  # fmt: skip
+    kinds = sorted(k for k, _ in found)
+    assert kinds == ["Deployment", "PodDisruptionBudget", "Service", "Service", "Service"]
+    for (kind, name), child in found.items():
+        owner = child["metadata"]["ownerReferences"]
+        assert owner == [{"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
+                          "name": "iris", "uid": md["metadata"]["uid"], "controller": True,
+                          "blockOwnerDeletion": True}], f"{kind} {name}"  # fmt: skip
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "modeldeploy"
+    (deploy_name,) = revisions(crd, namespace, "iris")
+    deploy = found[("Deployment", deploy_name)]
+    assert deploy["spec"]["replicas"] == 2
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "MODELSERVE_MODEL_URI",
+            "value": "file:///opt/modelserve/models/iris-v1.onnx"} in container["env"]  # fmt: skip
+
+    # The real controller-manager turns the Deployment into a ReplicaSet and Pods.
+    selector = f"modeldeploy.io/revision={deploy_name}"
+    pods = wait_for(lambda: len(items := get(crd, namespace, "pods", "-l", selector)["items"]) == 2
+                    and items, "2 pods")  # fmt: skip
+    replicaset = pods[0]["metadata"]["ownerReferences"][0]
+    assert replicaset["kind"] == "ReplicaSet"
+    assert replicaset["name"].startswith(deploy_name + "-")
+
+    status = wait_for(lambda: get(crd, namespace, "md", "iris").get("status", {}).get(
+        "observedGeneration") == 1 and get(crd, namespace, "md", "iris")["status"],
+        "status", operator)  # fmt: skip
+    assert status["stableRevision"]["name"] == deploy_name
+    assert status["phase"] == "Progressing"  # pods cannot run without a node
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
+    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
+    assert "RevisionCreated" in described
+    assert f"created revision {deploy_name} (model v1)" in described
+
+
+def test_model_change_makes_a_revision_replicas_change_does_not(crd, operator, namespace):
+    apply(crd, namespace, example())
+    first = wait_for(lambda: revisions(crd, namespace, "iris"), "first revision", operator)
+    doc = example()
+    doc["spec"]["serving"]["replicas"] = 3
+    apply(crd, namespace, doc)
+    wait_for(lambda: get(crd, namespace, "deploy", first[0])["spec"]["replicas"] == 3,
+             "replicas 3 on the same revision", operator)  # fmt: skip
+    assert revisions(crd, namespace, "iris") == first
+
+    doc["spec"]["model"]["uri"] = "https://models.example/iris-v2.onnx"
+    apply(crd, namespace, doc)
+    both = wait_for(lambda: len(revisions(crd, namespace, "iris")) == 2 and
+                    revisions(crd, namespace, "iris"), "a second revision", operator)  # fmt: skip
+    (new,) = set(both) - set(first)
+    status = wait_for(lambda: (s := get(crd, namespace, "md", "iris").get("status", {})).get(
+        "canaryRevision") and s, "canaryRevision in status", operator)  # fmt: skip
+    assert status["canaryRevision"]["name"] == new
+    assert status["stableRevision"]["name"] == first[0]  # the new pods are not ready
+    assert get(crd, namespace, "deploy", new)["spec"]["replicas"] == 3
+
+
+def test_hand_edits_and_deletions_are_repaired(crd, operator, namespace):
+    apply(crd, namespace, example())
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 5, "children", operator)
+    (deploy,) = revisions(crd, namespace, "iris")
+    crd.kubectl("delete", "service", "iris-stable", "-n", namespace)
+    crd.kubectl("set", "image", f"deployment/{deploy}", "modelserve=evil:1", "-n", namespace)
+
+    def repaired() -> bool:
+        found = children(crd, namespace, "iris")
+        image = found[("Deployment", deploy)]["spec"]["template"]["spec"]["containers"][0]["image"]
+        return ("Service", "iris-stable") in found and image == "modeldeploy/modelserve:0.1.0"
+
+    wait_for(repaired, "the Service and the image repaired", operator, timeout=6 * RESYNC_SECONDS)
+    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
+    assert "Service iris-stable was missing; recreated" in described
+    assert f"Deployment {deploy} was changed by hand; restored" in described
+
+
+def test_a_reconcile_with_nothing_changed_writes_nothing(crd, operator, namespace):
+    apply(crd, namespace, example())
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 5 and
+             get(crd, namespace, "md", "iris").get("status"), "settled", operator)  # fmt: skip
+
+    def versions() -> dict[str, str]:
+        objs = {f"{k}/{n}": c["metadata"]["resourceVersion"]
+                for (k, n), c in children(crd, namespace, "iris").items()}  # fmt: skip
+        objs["md"] = get(crd, namespace, "md", "iris")["metadata"]["resourceVersion"]
+        return objs
+
+    time.sleep(2 * RESYNC_SECONDS)  # let status catch up with the controller-manager
+    before, writes = versions(), operator.writes()
+    time.sleep(3 * RESYNC_SECONDS + 1)  # three resyncs at least
+    assert versions() == before
+    assert operator.writes() == writes
+
+
+def test_a_missing_secret_is_a_condition_not_a_crash(crd, operator, namespace):
+    doc = example("secured")
+    doc["spec"]["serving"]["auth"] = {"secretRef": {"name": "model-token"}}
+    apply(crd, namespace, doc)
+    crd.kubectl("wait", "--for=condition=Degraded", "md/secured", "-n", namespace, "--timeout=60s")
+    status = get(crd, namespace, "md", "secured")["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "SecretNotFound"
+    assert degraded["message"].startswith(
+        f'spec.serving.auth.secretRef.name: Secret "model-token" not found in namespace {namespace}'
+    )
+    assert revisions(crd, namespace, "secured") == []  # no pods that would crash-loop
+    crd.kubectl("create", "secret", "generic", "model-token", "--from-literal=token=s3cr3t",
+                "-n", namespace)  # fmt: skip
+    crd.kubectl("wait", "--for=condition=Degraded=False", "md/secured", "-n", namespace,
+                "--timeout=60s")  # fmt: skip
+    wait_for(lambda: revisions(crd, namespace, "secured"), "a revision once the Secret exists")
+    assert operator.proc.poll() is None
+
+
+def test_deleting_the_modeldeployment_removes_every_child(crd, operator, namespace):
+    apply(crd, namespace, example())
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 5, "children", operator)
+    crd.kubectl("delete", "md", "iris", "-n", namespace)
+    # The real garbage collector (controller-manager) removes them through ownerReferences.
+    wait_for(lambda: not children(crd, namespace, "iris"), "children gone", operator)
+    assert get(crd, namespace, "replicasets")["items"] == []

@@ -1,0 +1,131 @@
+"""The child builders: what a platform team would check in `kubectl get -o yaml`."""
+
+from __future__ import annotations
+
+import pytest
+
+from modeldeploy.api.spec import Autoscaling, ModelDeploymentSpec
+from modeldeploy.desired.deployment import build_deployment, model_location
+from modeldeploy.desired.owner import Owner
+from modeldeploy.desired.scaling import build_hpa, build_pdb
+from modeldeploy.desired.services import build_services
+from modeldeploy.settings import Settings
+
+OWNER = Owner("fraud", "ml", "uid-1")
+
+
+def spec(**serving):
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"uri": "https://m/fraud.onnx", "version": "v7", "sha256": "f" * 64},
+            "serving": serving,
+        }
+    )
+
+
+def env_of(deployment):
+    return {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_deployment_is_owned_labelled_and_selects_its_revision():
+    d = build_deployment(OWNER, spec(), Settings(), "fraud-abc", 2)
+    meta = d["metadata"]
+    assert meta["ownerReferences"] == [OWNER.reference()]
+    assert OWNER.reference()["controller"] is True
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "modeldeploy"
+    assert meta["labels"]["modeldeploy.io/revision"] == "fraud-abc"
+    selector = d["spec"]["selector"]["matchLabels"]
+    pod_labels = d["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert pod_labels["app.kubernetes.io/version"] == "v7"
+    assert d["spec"]["replicas"] == 2
+
+
+def test_pod_is_hardened():
+    pod = build_deployment(OWNER, spec(), Settings(), "fraud-abc", 1)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    assert container["resources"]["requests"]["cpu"]  # the HPA needs a CPU request
+
+
+def test_server_configuration_comes_from_the_spec():
+    d = build_deployment(
+        OWNER,
+        spec(
+            batching={"maxBatchSize": 16, "maxDelayMs": 3},
+            threads={"intraOp": 2},
+            env=[{"name": "EXTRA", "value": "1"}],
+            image="my/serve:2",
+        ),
+        Settings(),
+        "fraud-abc",
+        1,
+    )
+    env = env_of(d)
+    assert env["MODELSERVE_MODEL_URI"] == "https://m/fraud.onnx"
+    assert env["MODELSERVE_MODEL_SHA256"] == "f" * 64
+    assert env["MODELSERVE_MODEL_NAME"] == "fraud"
+    assert env["MODELSERVE_MAX_BATCH_SIZE"] == "16"
+    assert env["MODELSERVE_INTRA_OP_THREADS"] == "2"
+    assert env["EXTRA"] == "1"
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "my/serve:2"
+
+
+def test_default_image_and_hpa_owned_replicas():
+    d = build_deployment(
+        OWNER, spec(), Settings(serving_image="reg/modelserve:9"), "fraud-abc", None
+    )
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/modelserve:9"
+    assert "replicas" not in d["spec"]
+
+
+def test_pvc_models_are_mounted_read_only():
+    uri, volumes, mounts = model_location("pvc://models/fraud/v7.onnx")
+    assert uri == "file:///mnt/models/models/fraud/v7.onnx"
+    assert volumes[0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    assert mounts[0]["readOnly"] is True
+
+
+@pytest.mark.parametrize("auth_type", ["BearerToken", "JWT"])
+def test_auth_secret_is_mounted_not_put_in_env(auth_type):
+    d = build_deployment(
+        OWNER, spec(auth={"type": auth_type, "secretRef": {"name": "tok"}}), Settings(), "r", 1
+    )
+    pod = d["spec"]["template"]["spec"]
+    assert {"name": "auth", "secret": {"secretName": "tok"}} in pod["volumes"]
+    env = pod["containers"][0]["env"]
+    assert all("valueFrom" not in e for e in env), "credentials must not be in the environment"
+    files = [e["value"] for e in env if e["name"].endswith(("TOKEN_FILE", "KEY_FILE"))]
+    assert files == ["/etc/modelserve/auth/token"]
+
+
+def test_services_select_roles():
+    entry, stable, canary = build_services(OWNER, "fraud-old", "fraud-new")
+    assert entry["metadata"]["name"] == "fraud"
+    assert entry["spec"]["selector"] == {"modeldeploy.io/deployment": "fraud"}
+    assert stable["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-old"
+    assert canary["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-new"
+    _, _, follows = build_services(OWNER, "fraud-old", None)
+    assert follows["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-old"
+
+
+def test_hpa_targets_the_stable_revision_and_pdb_covers_all_pods():
+    hpa = build_hpa(OWNER, Autoscaling(min_replicas=2, max_replicas=9), "fraud-old")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "fraud-old"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 9)
+    pdb = build_pdb(OWNER)
+    assert pdb["spec"]["selector"]["matchLabels"] == {"modeldeploy.io/deployment": "fraud"}
