@@ -7,6 +7,7 @@ prove a no-op reconcile writes nothing). Errors are wrapped with what was being 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -46,11 +47,14 @@ class Kube:
 
     api: client.ApiClient
     _dynamic: DynamicClient | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def dynamic(self) -> DynamicClient:
-        if self._dynamic is None:  # discovery costs requests: do it once, on first use
-            self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+        # Discovery costs requests and writes a cache file: once, on first use, by one thread.
+        with self._lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
         return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
@@ -90,6 +94,7 @@ class Kube:
         metrics.API_WRITES.labels(verb="patch", kind="ModelDeployment").inc()
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
+        metrics.API_READS.labels(kind=kind).inc()
         try:
             self._resource(REFERENCE_KINDS[kind], kind).get(name=name, namespace=namespace)
         except NotFoundError:

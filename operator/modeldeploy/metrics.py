@@ -17,6 +17,11 @@ RECONCILE_SECONDS: Final = Histogram(
 API_WRITES: Final = Counter(
     "modeldeploy_api_writes_total", "Writes sent to the API server.", ["verb", "kind"]
 )
+API_READS: Final = Counter(
+    "modeldeploy_api_reads_total",
+    "Reads sent to the API server outside the watch streams (reference checks).",
+    ["kind"],
+)
 MANAGED: Final = Gauge(
     "modeldeploy_managed_objects", "Objects the operator currently manages, by kind.", ["kind"]
 )

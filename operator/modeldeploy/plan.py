@@ -45,6 +45,9 @@ class Plan:
     """(kind, name) of children that no longer belong."""
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    wake_at: datetime | None = None
+    """When a decision depends on time (a scale-down delay) rather than on a change in the
+    cluster: the next reconcile must not be skipped after this moment."""
 
 
 @dataclass
@@ -95,7 +98,8 @@ def plan(
             history.append(_history(now, target, spec, "Deployed", "new serving template"))
         _next_revisions(roles, target, revisions, spec, now, out, history)
 
-    replicas = _replicas(spec, roles, target, revisions, now, blocked)
+    wake: list[datetime] = []
+    replicas = _replicas(spec, roles, target, revisions, now, blocked, wake)
     for name, count in replicas.items():
         state = revisions.get(name)
         if name == target and not blocked:
@@ -116,6 +120,9 @@ def plan(
         out.delete.append(("HorizontalPodAutoscaler", owner.name))
 
     out.status = _status(owner, spec, generation, status, observed, roles, target, history, now)
+    if observed.problems:
+        wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
+    out.wake_at = min(wake, default=None)
     degraded_before = next((c for c in status.conditions if c.type == "Degraded"), None)
     for problem in observed.problems:
         message = f"{problem.field}: {problem.message}"
@@ -187,6 +194,7 @@ def _replicas(
     revisions: dict[str, RevisionState],
     now: datetime,
     blocked: bool,
+    wake: list[datetime],
 ) -> dict[str, int | None]:
     """Replica count per revision; None leaves it to the HPA.
 
@@ -203,6 +211,8 @@ def _replicas(
         still_up = now - roles.promoted_at < delay
         previous = revisions[roles.previous]
         counts[roles.previous] = previous.replicas if still_up else 0
+        if still_up and previous.replicas:
+            wake.append(roles.promoted_at + delay)
     if roles.stable:
         counts[roles.stable] = max(demand, _base_replicas(spec))
     if roles.canary:

@@ -40,6 +40,7 @@ change of our own (new hash)."""
 class Outcome:
     events: list[Event] = field(default_factory=list)
     writes: int = 0
+    wake_at: datetime | None = None
 
 
 def _with_hash(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -98,6 +99,7 @@ def _reconcile(
             ),
         }
         out.events.append(Event("Warning", "InvalidSpec", message))
+        out.wake_at = now
         _sync_status(kube, owner, previous, status, out)
         return out
     try:
@@ -108,6 +110,7 @@ def _reconcile(
     seen = observed(children, spec, owner.namespace, kube.exists)
     decided = plan(owner, spec, generation, status_before, seen, settings, now)
     out.events.extend(decided.events)
+    out.wake_at = decided.wake_at
 
     for desired in decided.apply:
         kind, name = desired["kind"], desired["metadata"]["name"]

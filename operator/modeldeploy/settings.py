@@ -21,6 +21,8 @@ class Settings:
     """How often every ModelDeployment is reconciled even without events (repairs drift)."""
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means the whole cluster."""
+    workers: int = 32
+    """Reconciles in flight at once (threads; they mostly wait on the API server)."""
     default_cpu_request: str = "250m"
     default_memory_request: str = "256Mi"
 
@@ -33,4 +35,5 @@ class Settings:
             image_pull_policy=env.get("MODELDEPLOY_IMAGE_PULL_POLICY", "IfNotPresent"),
             resync_seconds=float(env.get("MODELDEPLOY_RESYNC_SECONDS", "30")),
             namespaces=namespaces,
+            workers=int(env.get("MODELDEPLOY_WORKERS", "32")),
         )
