@@ -128,7 +128,7 @@ def test_apply_creates_owned_children_and_real_pods(crd, operator, namespace):
     deploy = found[("Deployment", deploy_name)]
     assert deploy["spec"]["replicas"] == 2
     container = deploy["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "MODELSERVE_MODEL_URI",
+    assert {"name": "MODELSERVE_MODEL",
             "value": "file:///opt/modelserve/models/iris-v1.onnx"} in container["env"]  # fmt: skip
 
     # The real controller-manager turns the Deployment into a ReplicaSet and Pods.

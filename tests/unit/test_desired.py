@@ -76,9 +76,9 @@ def test_server_configuration_comes_from_the_spec():
         1,
     )
     env = env_of(d)
-    assert env["MODELSERVE_MODEL_URI"] == "https://m/fraud.onnx"
-    assert env["MODELSERVE_MODEL_SHA256"] == "f" * 64
-    assert env["MODELSERVE_MODEL_NAME"] == "fraud"
+    assert env["MODELSERVE_MODEL"] == "https://m/fraud.onnx"
+    assert env["MODELSERVE_SHA256"] == "f" * 64
+    assert env["MODELSERVE_NAME"] == "fraud"
     assert env["MODELSERVE_MAX_BATCH_SIZE"] == "16"
     assert env["MODELSERVE_INTRA_OP_THREADS"] == "2"
     assert env["EXTRA"] == "1"
@@ -109,7 +109,7 @@ def test_auth_secret_is_mounted_not_put_in_env(auth_type):
     assert {"name": "auth", "secret": {"secretName": "tok"}} in pod["volumes"]
     env = pod["containers"][0]["env"]
     assert all("valueFrom" not in e for e in env), "credentials must not be in the environment"
-    files = [e["value"] for e in env if e["name"].endswith(("TOKEN_FILE", "KEY_FILE"))]
+    files = [e["value"] for e in env if e["name"].endswith("_FILE")]
     assert files == ["/etc/modelserve/auth/token"]
 
 

@@ -55,31 +55,32 @@ def _server_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list
     """The serving image is configured by environment only (it knows nothing of Kubernetes)."""
     serving, model = spec.serving, spec.model
     env: dict[str, str | None] = {
-        "MODELSERVE_MODEL_URI": model_uri,
-        "MODELSERVE_MODEL_NAME": model.name or owner.name,
-        "MODELSERVE_MODEL_VERSION": model.version,
-        "MODELSERVE_MODEL_SHA256": model.sha256,
+        "MODELSERVE_MODEL": model_uri,
+        "MODELSERVE_NAME": model.name or owner.name,
+        "MODELSERVE_VERSION": model.version,
+        "MODELSERVE_SHA256": model.sha256,
         "MODELSERVE_PORT": str(HTTP_PORT),
-        "MODELSERVE_CACHE_DIR": MODEL_CACHE,
+        "MODELSERVE_MODEL_DIR": MODEL_CACHE,
+        "MODELSERVE_LOG_FORMAT": "json",
     }
     if serving.batching:
         env["MODELSERVE_MAX_BATCH_SIZE"] = str(serving.batching.max_batch_size)
-        env["MODELSERVE_MAX_BATCH_DELAY_MS"] = str(serving.batching.max_delay_ms)
+        env["MODELSERVE_MAX_DELAY_MS"] = str(serving.batching.max_delay_ms)
     if serving.threads:
         env["MODELSERVE_INTRA_OP_THREADS"] = str(serving.threads.intra_op)
         env["MODELSERVE_INTER_OP_THREADS"] = str(serving.threads.inter_op)
     if serving.auth:
-        key = serving.auth.secret_ref.key
+        path = f"{AUTH_DIR}/{serving.auth.secret_ref.key}"
         if serving.auth.type == "JWT":
-            env["MODELSERVE_JWT_KEY_FILE"] = f"{AUTH_DIR}/{key}"
-            env["MODELSERVE_JWT_ALGORITHM"] = serving.auth.algorithm
+            hs256 = serving.auth.algorithm == "HS256"
+            env["MODELSERVE_JWT_SECRET_FILE" if hs256 else "MODELSERVE_JWT_PUBLIC_KEY_FILE"] = path
             env["MODELSERVE_JWT_AUDIENCE"] = serving.auth.audience
             env["MODELSERVE_JWT_ISSUER"] = serving.auth.issuer
         else:
-            env["MODELSERVE_AUTH_TOKEN_FILE"] = f"{AUTH_DIR}/{key}"
+            env["MODELSERVE_AUTH_TOKEN_FILE"] = path
     if serving.tls:
-        env["MODELSERVE_TLS_CERT_FILE"] = f"{TLS_DIR}/tls.crt"
-        env["MODELSERVE_TLS_KEY_FILE"] = f"{TLS_DIR}/tls.key"
+        env["MODELSERVE_TLS_CERT"] = f"{TLS_DIR}/tls.crt"
+        env["MODELSERVE_TLS_KEY"] = f"{TLS_DIR}/tls.key"
     ours = [{"name": k, "value": v} for k, v in env.items() if v is not None]
     theirs = [e.to_wire() for e in serving.env or []]
     return ours + theirs
