@@ -207,7 +207,11 @@ def _replicas(
     for name in revisions:
         counts[name] = 0
     if roles.previous and roles.promoted_at:
+        # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
+        # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
         delay = timedelta(seconds=parse_duration(spec.rollout.scale_down_delay))
+        if spec.rollout.traffic_routing.replica_ratio is not None:
+            delay = timedelta(0)
         still_up = now - roles.promoted_at < delay
         previous = revisions[roles.previous]
         counts[roles.previous] = previous.replicas if still_up else 0

@@ -134,7 +134,7 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
         [ready(old), ready(new, version="v2")],
         now=T0 + timedelta(seconds=30),
     )
-    assert [e.reason for e in switched.events] == ["Promoted"]
+    assert [e.reason for e in switched.events] == ["Promoted", "ScaledDown"]
     assert switched.status["stableRevision"]["name"] == new
     assert switched.status["previousRevision"] == {
         "name": old,
