@@ -146,14 +146,25 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
         applied(switched, "Service")["fraud-stable"]["spec"]["selector"]["modeldeploy.io/revision"]
         == new
     )
-    assert old not in applied(switched, "Deployment")  # kept up during scaleDownDelay
+    # Behind the entry Service every pod takes traffic: the old model stops at once.
+    assert applied(switched, "Deployment")[old]["spec"] == {"replicas": 0}
     assert switched.status["history"][-1]["event"] == "Promoted"
 
+
+def test_with_a_router_the_previous_revision_stays_warm_for_scale_down_delay():
+    route = {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}}
+    v1, v2 = make_spec("v1", rollout=route), make_spec("v2", rollout=route)
+    old, new = target_revision(OWNER, v1, SETTINGS), target_revision(OWNER, v2, SETTINGS)
+    healthy = status_of(run(v1, revisions=[ready(old)]))
+    rolling = status_of(run(v2, healthy, [ready(old)]))
+    switched = run(v2, rolling, [ready(old), ready(new, version="v2")])
+    assert old not in applied(switched, "Deployment")  # kept up during scaleDownDelay
+    assert switched.wake_at == T0 + timedelta(seconds=30)
     later = run(
         v2,
         status_of(switched),
         [ready(old), ready(new, version="v2")],
-        now=T0 + timedelta(seconds=61),
+        now=T0 + timedelta(seconds=31),
     )
     scale = applied(later, "Deployment")[old]
     assert scale["spec"] == {"replicas": 0}
