@@ -177,9 +177,12 @@ def _next_revisions(
             Event(
                 "Normal",
                 "Promoted",
-                f"revision {target} (model {_model(spec)}) now serves all "
-                f"traffic; {roles.stable} scales down after "
-                f"{spec.rollout.scale_down_delay}",
+                f"revision {target} (model {_model(spec)}) now serves all traffic; "
+                + (
+                    f"{roles.stable} stops now"
+                    if spec.rollout.traffic_routing.replica_ratio is not None
+                    else f"{roles.stable} stops after {spec.rollout.scale_down_delay}"
+                ),
             )
         )
         history.append(_history(now, target, spec, "Promoted", "all pods ready"))
