@@ -4,9 +4,9 @@
 calls it, and carries out what it returns. Everything a user could ask "why did it do that?"
 about is decided here and covered by unit tests.
 
-This is the reconcile core: revisions, the stable side and the Immediate switch (the new
-revision starts at full size, takes over once all its pods are ready, and the previous one is
-scaled to zero after scaleDownDelay). Progressive strategies plug in at `_next_revisions`.
+The rollout state machine (rollout.py) decides who serves and at what weight; the traffic
+provider (traffic/) turns the weight into replica counts and routing objects; this module
+turns all of that into children, deletions and the status.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import HISTORY_LIMIT, ModelDeploymentStatus, Phase
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
+from modeldeploy.api.status import HISTORY_LIMIT, AnalysisCheck, ModelDeploymentStatus, Phase
 from modeldeploy.conditions import ConditionUpdate, set_conditions, timestamp
 from modeldeploy.desired.deployment import build_deployment
 from modeldeploy.desired.owner import Owner
@@ -25,8 +25,10 @@ from modeldeploy.desired.services import build_services
 from modeldeploy.durations import parse_duration
 from modeldeploy.naming import entry_service, label_selector, owner_selector, revision_name
 from modeldeploy.revision import serving_template, template_hash
+from modeldeploy.rollout import Action, RolloutState, decide
 from modeldeploy.settings import Settings
 from modeldeploy.state import Observed, RevisionState
+from modeldeploy.traffic import Split, router_for
 
 
 @dataclass(frozen=True)
@@ -50,14 +52,6 @@ class Plan:
     cluster: the next reconcile must not be skipped after this moment."""
 
 
-@dataclass
-class _Roles:
-    stable: str | None
-    canary: str | None
-    previous: str | None
-    promoted_at: datetime | None
-
-
 def target_revision(owner: Owner, spec: ModelDeploymentSpec, settings: Settings) -> str:
     """The revision the spec asks for now."""
     return revision_name(owner.name, template_hash(serving_template(spec, settings)))
@@ -71,38 +65,58 @@ def plan(
     observed: Observed,
     settings: Settings,
     now: datetime,
+    check: AnalysisCheck | None = None,
+    action: Action | None = None,
 ) -> Plan:
     out = Plan()
     target = target_revision(owner, spec, settings)
     revisions = observed.revisions
     history = [h.to_wire() for h in status.history]
-    roles = _Roles(
-        stable=_alive(status.stable_revision.name if status.stable_revision else None, revisions),
-        canary=None,
-        previous=_alive(
-            status.previous_revision.name if status.previous_revision else None, revisions
-        ),
-        promoted_at=status.last_promotion_time,
-    )
     blocked = bool(observed.problems) and target not in revisions
+    if blocked:
+        roles = RolloutState(
+            stable=_alive(status.stable_revision.name if status.stable_revision else None,
+                          revisions),
+            previous=_alive(status.previous_revision.name if status.previous_revision else None,
+                            revisions),
+            promoted_at=status.last_promotion_time,
+        )  # fmt: skip
+    else:
+        roles = decide(spec, status, target, revisions, check, action, now)
     # The watch cache may not show a Deployment applied a moment ago: a revision the status
     # already names is not new, so its creation is announced once.
     known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
-    if not blocked:
-        if target not in revisions and target not in known:
-            out.events.append(
-                Event(
-                    "Normal", "RevisionCreated", f"created revision {target} (model {_model(spec)})"
-                )
-            )
-            history.append(_history(now, target, spec, "Deployed", "new serving template"))
-        _next_revisions(roles, target, revisions, spec, now, out, history)
+    serving = target in (roles.stable, roles.canary)
+    if serving and target not in revisions and target not in known:
+        out.events.append(Event("Normal", "RevisionCreated",
+                                f"created revision {target} (model {_model(spec)})"))  # fmt: skip
+        history.append(_history(now, target, _model_of(target, revisions, spec, target),
+                                "Deployed", "new serving template"))  # fmt: skip
+    out.events.extend(Event(n.type, n.reason, n.message) for n in roles.notices)
+    for revision, event, message in roles.history:
+        model = _model_of(revision, revisions, spec, target)
+        history.append(_history(now, revision, model, event, message))
 
-    wake: list[datetime] = []
-    replicas = _replicas(spec, roles, target, revisions, now, blocked, wake)
+    wake: list[datetime] = [roles.wake_at] if roles.wake_at else []
+    router = router_for(spec.rollout.traffic_routing)
+    stable_state = revisions.get(roles.stable or "")
+    demand = (
+        max(stable_state.replicas, _base_replicas(spec))
+        if stable_state and spec.autoscaling
+        else _base_replicas(spec)
+    )
+    canary_state = revisions.get(roles.canary or "")
+    weight = roles.weight if canary_state and canary_state.ready_replicas > 0 else 0
+    match = spec.rollout.match if spec.rollout.strategy == Strategy.AB_TEST else None
+    # Size the canary for its step's weight from the start (it must come up to be judged), but
+    # route to it only once it has a ready pod.
+    sizing = router.split(owner, demand, roles.weight, roles.canary, match)
+    split = router.split(owner, demand, weight, roles.canary, match)
+
+    replicas = _replicas(spec, roles, revisions, now, wake, demand, sizing.canary_replicas)
     for name, count in replicas.items():
         state = revisions.get(name)
-        if name == target and not blocked:
+        if name == target and serving:
             out.apply.append(build_deployment(owner, spec, settings, name, count))
         elif state is not None and state.replicas != count:
             # Old revisions keep their own template; only their scale changes.
@@ -112,14 +126,20 @@ def plan(
     out.delete.extend(("Deployment", n) for n in _expired(roles, target, revisions, spec))
 
     if roles.stable:
-        out.apply.extend(build_services(owner, roles.stable, roles.canary))
+        entry_all = router.entry_selects_all_revisions()
+        out.apply.extend(build_services(owner, roles.stable, roles.canary, all_revisions=entry_all))
+        out.apply.extend(split.objects)
         if spec.autoscaling:
             out.apply.append(build_hpa(owner, spec.autoscaling, roles.stable))
         out.apply.append(build_pdb(owner))
-    if not spec.autoscaling and ("HorizontalPodAutoscaler", owner.name) in observed.children:
-        out.delete.append(("HorizontalPodAutoscaler", owner.name))
+    for kind in ("HorizontalPodAutoscaler", "HTTPRoute"):
+        wanted = any(o["kind"] == kind for o in out.apply)
+        if not wanted and (kind, owner.name) in observed.children:
+            out.delete.append((kind, owner.name))
 
-    out.status = _status(owner, spec, generation, status, observed, roles, target, history, now)
+    out.status = _status(
+        owner, spec, generation, status, observed, roles, target, history, now, weight, split
+    )
     if observed.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
     out.wake_at = min(wake, default=None)
@@ -140,76 +160,29 @@ def _model(spec: ModelDeploymentSpec) -> str:
 
 
 def _history(
-    now: datetime, revision: str, spec: ModelDeploymentSpec, event: str, message: str
+    now: datetime, revision: str, model: dict[str, str], event: str, message: str
 ) -> dict[str, Any]:
-    entry = {
-        "time": timestamp(now),
-        "revision": revision,
-        "modelUri": spec.model.uri,
-        "event": event,
-        "message": message,
-    }
-    if spec.model.version:
-        entry["modelVersion"] = spec.model.version
-    return entry
-
-
-def _next_revisions(
-    roles: _Roles,
-    target: str,
-    revisions: dict[str, RevisionState],
-    spec: ModelDeploymentSpec,
-    now: datetime,
-    out: Plan,
-    history: list[dict[str, Any]],
-) -> None:
-    """Immediate strategy: the first revision is stable at once; a later one takes over when
-    every one of its pods is ready."""
-    if roles.stable is None:
-        roles.stable = target
-        return
-    if target == roles.stable:
-        return
-    roles.canary = target
-    state = revisions.get(target)
-    if state is not None and state.fully_ready:
-        out.events.append(
-            Event(
-                "Normal",
-                "Promoted",
-                f"revision {target} (model {_model(spec)}) now serves all traffic; "
-                + (
-                    f"{roles.stable} stops now"
-                    if spec.rollout.traffic_routing.replica_ratio is not None
-                    else f"{roles.stable} stops after {spec.rollout.scale_down_delay}"
-                ),
-            )
-        )
-        history.append(_history(now, target, spec, "Promoted", "all pods ready"))
-        roles.previous, roles.stable, roles.canary = roles.stable, target, None
-        roles.promoted_at = now
+    return {"time": timestamp(now), "revision": revision, **model, "event": event,
+            "message": message}  # fmt: skip
 
 
 def _replicas(
     spec: ModelDeploymentSpec,
-    roles: _Roles,
-    target: str,
+    roles: RolloutState,
     revisions: dict[str, RevisionState],
     now: datetime,
-    blocked: bool,
     wake: list[datetime],
+    demand: int,
+    canary_replicas: int,
 ) -> dict[str, int | None]:
-    """Replica count per revision; None leaves it to the HPA.
+    """Replica count per revision.
 
-    With autoscaling the stable count is whatever the HPA set (mirrored, so applying never
-    fights it), and a new revision starts at that same size: pre-scaled to current demand.
+    The stable side keeps `demand` (the spec's count, or the HPA's, mirrored so that applying
+    never fights it). The candidate gets what the traffic provider asks for its weight, or the
+    full demand when it is about to take over (pre-scaled, so promotion never overwhelms it).
     """
-    live = revisions.get(roles.stable or "")
-    demand = live.replicas if live and spec.autoscaling else _base_replicas(spec)
-    counts: dict[str, int | None] = {}
-    for name in revisions:
-        counts[name] = 0
-    if roles.previous and roles.promoted_at:
+    counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
+    if roles.previous and roles.promoted_at and roles.previous in revisions:
         # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
         # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
         delay = timedelta(seconds=parse_duration(spec.rollout.scale_down_delay))
@@ -221,11 +194,9 @@ def _replicas(
         if still_up and previous.replicas:
             wake.append(roles.promoted_at + delay)
     if roles.stable:
-        counts[roles.stable] = max(demand, _base_replicas(spec))
+        counts[roles.stable] = demand
     if roles.canary:
-        counts[roles.canary] = max(demand, _base_replicas(spec))
-    if blocked:
-        counts.pop(target, None)
+        counts[roles.canary] = demand if roles.full_size else canary_replicas
     return counts
 
 
@@ -234,10 +205,10 @@ def _base_replicas(spec: ModelDeploymentSpec) -> int:
 
 
 def _expired(
-    roles: _Roles, target: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec
+    roles: RolloutState, target: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec
 ) -> list[str]:
     """Old revisions beyond revisionHistoryLimit, oldest first."""
-    active = {roles.stable, roles.canary, roles.previous, target}
+    active = {roles.stable, roles.canary, roles.previous, roles.rolled_back, target}
     old = [r for r in revisions.values() if r.name not in active]
     old.sort(key=lambda r: (r.created or datetime.min, r.name), reverse=True)
     return [r.name for r in old[spec.revision_history_limit :]]
@@ -257,9 +228,11 @@ def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]
     }
 
 
-def _revision_ref(
+def _model_of(
     name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
-) -> dict[str, Any]:
+) -> dict[str, str]:
+    """modelVersion and modelUri of a revision: from the spec for the one it names, else from
+    the annotations on the revision's Deployment."""
     state = revisions.get(name)
     version: str | None
     uri: str | None
@@ -267,12 +240,18 @@ def _revision_ref(
         version, uri = spec.model.version, spec.model.uri
     else:
         version, uri = state.model_version, state.model_uri
-    ref: dict[str, Any] = {"name": name}
+    model = {}
     if version:
-        ref["modelVersion"] = version
+        model["modelVersion"] = version
     if uri:
-        ref["modelUri"] = uri
-    return ref
+        model["modelUri"] = uri
+    return model
+
+
+def _revision_ref(
+    name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
+) -> dict[str, Any]:
+    return {"name": name, **_model_of(name, revisions, spec, target)}
 
 
 def _status(
@@ -281,10 +260,12 @@ def _status(
     generation: int,
     previous: ModelDeploymentStatus,
     observed: Observed,
-    roles: _Roles,
+    roles: RolloutState,
     target: str,
     history: list[dict[str, Any]],
     now: datetime,
+    weight: int,
+    split: Split,
 ) -> dict[str, Any]:
     revisions = observed.revisions
     stable = revisions.get(roles.stable or "")
@@ -326,10 +307,18 @@ def _status(
             "Ready", "False", "PodsNotReady", "waiting for the serving pods to become ready"
         )
 
-    if roles.canary:
+    if roles.progressing:
+        progressing = roles.progressing
+    elif roles.canary:
         pods = f"{canary.ready_replicas}/{canary.replicas} pods ready" if canary else "creating"
+        share = f"; {split.effective_weight:.0f}% of traffic" if weight else ""
+        step = (
+            f"step {roles.step + 1}/{len(spec.rollout.steps)}, "
+            if roles.step is not None and (spec.rollout.strategy == Strategy.CANARY)
+            else ""
+        )
         progressing = ConditionUpdate(
-            "Progressing", "True", "NewRevision", f"revision {roles.canary}: {pods}"
+            "Progressing", "True", "NewRevision", f"revision {roles.canary}: {step}{pods}{share}"
         )
     elif (roles.stable and roles.stable not in revisions) or (
         stable and not stable.fully_ready and stable.replicas > 0
@@ -342,6 +331,8 @@ def _status(
 
     if degraded.status == "True":
         phase = Phase.FAILED
+    elif roles.phase is not None:
+        phase = roles.phase
     elif spec.paused:
         phase = Phase.PAUSED
     elif progressing.status == "True" or ready_cond.status != "True":
@@ -361,7 +352,7 @@ def _status(
         "observedGeneration": generation,
         "phase": phase.value,
         "conditions": conditions,
-        "canaryWeight": 0,
+        "canaryWeight": weight,
         "replicas": replicas,
         "readyReplicas": ready,
         "selector": label_selector(owner_selector(owner.name)),
@@ -376,4 +367,14 @@ def _status(
         status["previousRevision"] = _revision_ref(roles.previous, revisions, spec, "")
     if roles.promoted_at:
         status["lastPromotionTime"] = timestamp(roles.promoted_at)
+    if roles.rolled_back:
+        status["rolledBackRevision"] = _revision_ref(roles.rolled_back, revisions, spec, target)
+    if roles.step is not None and roles.canary:
+        status["currentStep"] = roles.step
+    if roles.step_started_at and roles.canary:
+        status["stepStartedAt"] = timestamp(roles.step_started_at)
+    if roles.analysis:
+        status["analysis"] = roles.analysis
+    if previous.handled_action:
+        status["handledAction"] = previous.handled_action
     return status

@@ -111,8 +111,11 @@ def test_changing_replicas_keeps_the_revision():
     assert p.status["observedGeneration"] == 2
 
 
+IMMEDIATE = {"rollout": {"strategy": "Immediate"}}
+
+
 def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
-    v1, v2 = make_spec("v1"), make_spec("v2")
+    v1, v2 = make_spec("v1", **IMMEDIATE), make_spec("v2", **IMMEDIATE)
     old, new = target_revision(OWNER, v1, SETTINGS), target_revision(OWNER, v2, SETTINGS)
     assert old != new
     healthy = status_of(run(v1, revisions=[ready(old)]))
@@ -152,7 +155,10 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
 
 
 def test_with_a_router_the_previous_revision_stays_warm_for_scale_down_delay():
-    route = {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}}
+    route = {
+        "strategy": "Immediate",
+        "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}},
+    }
     v1, v2 = make_spec("v1", rollout=route), make_spec("v2", rollout=route)
     old, new = target_revision(OWNER, v1, SETTINGS), target_revision(OWNER, v2, SETTINGS)
     healthy = status_of(run(v1, revisions=[ready(old)]))

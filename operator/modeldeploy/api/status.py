@@ -107,6 +107,8 @@ class AnalysisStatus(ApiModel):
     """Failed checks in a row; reaching failureLimit rolls back."""
     passed_checks: Annotated[int, Field(ge=0)] = 0
     """Passed checks in this rollout (ABTest and BlueGreen promote after `iterations`)."""
+    inconclusive_since: datetime | None = None
+    """Start of the current run of Inconclusive checks (too little traffic to judge)."""
 
 
 class HistoryEntry(ApiModel):
@@ -151,6 +153,9 @@ class ModelDeploymentStatus(ApiModel):
     previous_revision: RevisionRef | None = None
     """The stable revision before the last promotion: kept running for scaleDownDelay, then at
     zero replicas, and the target of `modeldeploy undo`."""
+    rolled_back_revision: RevisionRef | None = None
+    """A revision rolled back (by analysis or `modeldeploy abort`): not rolled out again until
+    the spec changes or `modeldeploy retry`."""
     last_promotion_time: datetime | None = None
     """When the last promotion happened (scaleDownDelay counts from here)."""
     canary_weight: Percent = 0
@@ -159,6 +164,8 @@ class ModelDeploymentStatus(ApiModel):
     """Index into spec.rollout.steps of the step in progress."""
     step_started_at: datetime | None = None
     """When the current step began (pauses count from here)."""
+    handled_action: Annotated[str | None, Field(max_length=128)] = None
+    """The last `modeldeploy.io/action` annotation acted on (promote, abort, retry, undo)."""
     replicas: Annotated[int, Field(ge=0)] = 0
     """Serving pods of all revisions."""
     ready_replicas: Annotated[int, Field(ge=0)] = 0

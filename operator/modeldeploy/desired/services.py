@@ -43,11 +43,15 @@ def _service(owner: Owner, name: str, selector: dict[str, str], role: str) -> di
     }
 
 
-def build_services(owner: Owner, stable: str, canary: str | None) -> list[dict[str, Any]]:
+def build_services(
+    owner: Owner, stable: str, canary: str | None, *, all_revisions: bool = True
+) -> list[dict[str, Any]]:
     """Entry, stable and canary Services. Without a canary, `NAME-canary` follows stable, so
-    its clients and dashboards never point at nothing."""
+    its clients and dashboards never point at nothing. `all_revisions`: the entry Service
+    spreads over every revision (replicaRatio) or, behind a router, selects stable only."""
+    entry = owner_selector(owner.name) if all_revisions else revision_selector(owner.name, stable)
     return [
-        _service(owner, entry_service(owner.name), owner_selector(owner.name), "entry"),
+        _service(owner, entry_service(owner.name), entry, "entry"),
         _service(
             owner, stable_service(owner.name), revision_selector(owner.name, stable), "stable"
         ),
