@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,40 @@ def _validate(files: Sequence[str]) -> int:
     return 1 if failed else 0
 
 
+CONTROL_VERBS = {
+    "promote": "skip the remaining steps and promote the rollout in progress",
+    "abort": "roll the rollout in progress back now (the revision is not retried by itself)",
+    "retry": "roll out again a revision that was rolled back",
+    "undo": "serve the previous revision again (one-step rollback)",
+    "pause": "hold the rollout where it is (sets spec.paused)",
+    "resume": "let a paused rollout go on (clears spec.paused)",
+}
+
+
+def _control(verb: str, name: str, namespace: str | None, kubeconfig: str | None) -> int:
+    """Ask the operator to act: pause/resume edit the spec, the others set the action
+    annotation (with a timestamp, so the same command twice acts twice)."""
+    from modeldeploy.errors import KubeError
+    from modeldeploy.kube import Kube, current_namespace, load_config
+    from modeldeploy.naming import ACTION_ANNOTATION
+
+    kube = Kube(load_config(kubeconfig))
+    namespace = namespace or current_namespace()
+    if verb in ("pause", "resume"):
+        patch: dict[str, Any] = {"spec": {"paused": verb == "pause"}}
+    else:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        patch = {"metadata": {"annotations": {ACTION_ANNOTATION: f"{verb}@{stamp}"}}}
+    try:
+        kube.patch_modeldeployment(namespace, name, patch)
+    except KubeError as exc:
+        print(f"Error from server: {exc}", file=sys.stderr)
+        return 1
+    done = {"pause": "paused", "resume": "resumed"}.get(verb, f"{verb} requested")
+    print(f"modeldeployment.modeldeploy.io/{name} {done}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldeploy", description="Serve ONNX models on Kubernetes and roll them out safely."
@@ -94,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a YAML file (repeatable; - reads standard input)",
     )
+    for verb, text in CONTROL_VERBS.items():
+        control = sub.add_parser(verb, help=text)
+        control.add_argument("name", help="the ModelDeployment")
+        control.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+        control.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
     run = sub.add_parser("run", help="run the operator (watches ModelDeployments)")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
@@ -140,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "docs":
         sys.stdout.write(render_docs())
         return 0
+    if args.command in CONTROL_VERBS:
+        return _control(args.command, args.name, args.namespace, args.kubeconfig)
     if args.command == "run":
         # Imported here: the operator's dependencies (kopf, kubernetes) are an optional extra.
         from modeldeploy.operator_main import run_operator

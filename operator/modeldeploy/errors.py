@@ -16,7 +16,7 @@ class KubeError(Exception):
     def __init__(self, doing: str, cause: Any) -> None:
         status = getattr(cause, "status", None)
         reason = getattr(cause, "reason", None) or str(cause)
-        super().__init__(f"{doing}: {status or ''} {reason}".strip())
+        super().__init__(f"{doing}: {status or ''} {reason}".strip().rstrip(":"))
         self.status = status
 
     @property

@@ -116,3 +116,24 @@ class Kube:
             )
             found.extend({**i.to_dict(), "kind": kind} for i in items.items)
         return found
+
+    def patch_modeldeployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch of the object itself (the CLI's promote, pause...)."""
+        try:
+            client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KubeError(f'ModelDeployment "{name}" not found in namespace {namespace}',
+                                "") from exc  # fmt: skip
+            raise KubeError(f"patching ModelDeployment {namespace}/{name}", exc) from exc
+
+
+def current_namespace() -> str:
+    """The kubeconfig context's namespace, as kubectl picks it (default: "default")."""
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except (config.ConfigException, FileNotFoundError):
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")

@@ -16,6 +16,8 @@ MANAGED_BY: Final = "modeldeploy"
 DEPLOYMENT_LABEL: Final = f"{GROUP}/deployment"
 REVISION_LABEL: Final = f"{GROUP}/revision"
 ROLE_ANNOTATION: Final = f"{GROUP}/role"
+ACTION_ANNOTATION: Final = f"{GROUP}/action"
+"""`VERB@TIME`, set by `modeldeploy promote|abort|retry|undo`; acted on once."""
 MODEL_URI_ANNOTATION: Final = f"{GROUP}/model-uri"
 MODEL_VERSION_ANNOTATION: Final = f"{GROUP}/model-version"
 HTTP_PORT: Final = 8080

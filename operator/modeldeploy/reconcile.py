@@ -25,8 +25,10 @@ from modeldeploy.conditions import ConditionUpdate, set_conditions
 from modeldeploy.desired.owner import Owner
 from modeldeploy.diff import is_subset
 from modeldeploy.kube import SCALE_MANAGER, Kube
+from modeldeploy.naming import ACTION_ANNOTATION
 from modeldeploy.observe import observed
 from modeldeploy.plan import Event, plan
+from modeldeploy.rollout import ACTIONS, Action
 from modeldeploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,15 @@ def _reconcile(
         status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
 
     seen = observed(children, spec, owner.namespace, kube.exists)
-    decided = plan(owner, spec, generation, status_before, seen, settings, now)
+    requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    action = pending_action(requested, status_before.handled_action)
+    decided = plan(owner, spec, generation, status_before, seen, settings, now, action=action)
+    if requested and requested != status_before.handled_action:
+        decided.status["handledAction"] = requested
+        if action is None:
+            hint = "use promote, abort, retry or undo (modeldeploy ACTION NAME)"
+            message = f"{ACTION_ANNOTATION}={requested!r} is not an action: {hint}"
+            out.events.append(Event("Warning", "UnknownAction", message))
     out.events.extend(decided.events)
     out.wake_at = decided.wake_at
 
@@ -148,6 +158,23 @@ def _reconcile(
         out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
     _sync_status(kube, owner, previous, decided.status, out)
     return out
+
+
+def pending_action(requested: str | None, handled: str | None) -> Action | None:
+    """The user's command in the action annotation, if it was not acted on yet.
+
+    >>> pending_action("promote@2026-01-01T00:00:00Z", None)
+    'promote'
+    >>> pending_action("promote@2026-01-01T00:00:00Z", "promote@2026-01-01T00:00:00Z") is None
+    True
+    """
+    if not requested or requested == handled:
+        return None
+    verb = requested.partition("@")[0]
+    for known in ACTIONS:
+        if verb == known:
+            return known
+    return None
 
 
 def _was_ours(kind: str, name: str, previous: dict[str, Any]) -> bool:

@@ -170,7 +170,8 @@ def test_model_change_makes_a_revision_replicas_change_does_not(crd, operator, n
         "canaryRevision") and s, "canaryRevision in status", operator)  # fmt: skip
     assert status["canaryRevision"]["name"] == new
     assert status["stableRevision"]["name"] == first[0]  # the new pods are not ready
-    assert get(crd, namespace, "deploy", new)["spec"]["replicas"] == 3
+    # A canary: sized for its first step (10 % next to 3 stable pods is 1 pod).
+    assert get(crd, namespace, "deploy", new)["spec"]["replicas"] == 1
 
 
 def test_hand_edits_and_deletions_are_repaired(crd, operator, namespace):
@@ -236,3 +237,43 @@ def test_deleting_the_modeldeployment_removes_every_child(crd, operator, namespa
     # The real garbage collector (controller-manager) removes them through ownerReferences.
     wait_for(lambda: not children(crd, namespace, "iris"), "children gone", operator)
     assert get(crd, namespace, "replicasets")["items"] == []
+
+
+def cli(crd, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modeldeploy.cli", *args, f"--kubeconfig={crd.kubeconfig}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_rollout_controls_from_the_command_line(crd, operator, namespace):
+    apply(crd, namespace, example())
+    (stable,) = wait_for(lambda: revisions(crd, namespace, "iris"), "first revision", operator)
+    doc = example()
+    doc["spec"]["model"]["uri"] = "https://models.example/iris-v2.onnx"
+    apply(crd, namespace, doc)
+    status = lambda: get(crd, namespace, "md", "iris").get("status", {})  # noqa: E731
+    canary = wait_for(lambda: (status().get("canaryRevision") or {}).get("name"), "a canary")
+    # The canary is sized for its first step (10 % next to 2 stable pods: 1 pod).
+    wait_for(lambda: get(crd, namespace, "deploy", canary)["spec"]["replicas"] == 1, "1 pod")
+
+    out = cli(crd, "abort", "iris", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "modeldeployment.modeldeploy.io/iris abort requested\n"
+    wait_for(lambda: status().get("phase") == "RolledBack", "RolledBack", operator)
+    assert status()["rolledBackRevision"]["name"] == canary
+    wait_for(lambda: get(crd, namespace, "deploy", canary)["spec"]["replicas"] == 0, "canary at 0")
+    assert get(crd, namespace, "deploy", stable)["spec"]["replicas"] == 2
+    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
+    assert "aborted by the user (modeldeploy abort)" in described
+
+    assert cli(crd, "retry", "iris", "-n", namespace).returncode == 0
+    wait_for(lambda: (status().get("canaryRevision") or {}).get("name") == canary, "retried")
+    wait_for(lambda: get(crd, namespace, "deploy", canary)["spec"]["replicas"] == 1, "1 pod")
+
+    assert cli(crd, "pause", "iris", "-n", namespace).stdout.endswith("iris paused\n")
+    wait_for(lambda: status().get("phase") == "Paused", "Paused", operator)
+
+    missing = cli(crd, "promote", "nosuch", "-n", namespace)
+    assert missing.returncode == 1
+    assert f'ModelDeployment "nosuch" not found in namespace {namespace}' in missing.stderr
