@@ -28,6 +28,7 @@ _CHILD_RESOURCES = {
     "Service": ("", "v1", "services"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
 }
 assert _CHILD_RESOURCES.keys() == CHILD_KINDS.keys()
 
@@ -72,12 +73,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         children = [
             child
-            for plural in (
-                "deployments",
-                "services",
-                "horizontalpodautoscalers",
-                "poddisruptionbudgets",
-            )
+            for _, _, plural in _CHILD_RESOURCES.values()
             for child in kwargs[f"children_{plural}"].get(key, [])
         ]
         # Nothing changed since the last reconcile and no time-based step is due: skip it.

@@ -28,8 +28,14 @@ CHILD_KINDS: Final = {
     "Service": "v1",
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
 }
-REFERENCE_KINDS: Final = {"Secret": "v1", "ConfigMap": "v1", "PersistentVolumeClaim": "v1"}
+REFERENCE_KINDS: Final = {
+    "Secret": "v1",
+    "ConfigMap": "v1",
+    "PersistentVolumeClaim": "v1",
+    "CustomResourceDefinition": "apiextensions.k8s.io/v1",
+}
 
 
 def load_config(kubeconfig: str | None = None) -> client.ApiClient:
@@ -95,8 +101,9 @@ class Kube:
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
         metrics.API_READS.labels(kind=kind).inc()
+        resource = self._resource(REFERENCE_KINDS[kind], kind)
         try:
-            self._resource(REFERENCE_KINDS[kind], kind).get(name=name, namespace=namespace)
+            resource.get(name=name, namespace=namespace if resource.namespaced else None)
         except NotFoundError:
             return False
         except ApiException as exc:

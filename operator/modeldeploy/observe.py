@@ -8,7 +8,7 @@ from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.naming import MODEL_URI_ANNOTATION, MODEL_VERSION_ANNOTATION, REVISION_LABEL
-from modeldeploy.references import references
+from modeldeploy.references import Reference, references
 from modeldeploy.state import Observed, Problem, RevisionState
 
 
@@ -52,14 +52,14 @@ def observed(
         for (kind, name), body in by_key.items()
         if kind == "Deployment" and REVISION_LABEL in (body["metadata"].get("labels") or {})
     }
-    problems = [
-        Problem(
-            ref.field,
-            f"{ref.kind}NotFound",
-            f'{ref.kind} "{ref.name}" not found in namespace {namespace}: '
-            f"create it, or change {ref.field}",
-        )
-        for ref in references(spec)
-        if not exists(ref.kind, namespace, ref.name)
-    ]
+    refs = references(spec)
+    problems = [_missing(r, namespace) for r in refs if not exists(r.kind, namespace, r.name)]
     return Observed(revisions=revisions, children=by_key, problems=problems)
+
+
+def _missing(ref: Reference, namespace: str) -> Problem:
+    if ref.kind == "CustomResourceDefinition":
+        hint = "install the Gateway API CRDs and an implementation, or use replicaRatio"
+        return Problem(ref.field, "CRDNotInstalled", f"{ref.name} is not installed: {hint}")
+    where = f'{ref.kind} "{ref.name}" not found in namespace {namespace}'
+    return Problem(ref.field, f"{ref.kind}NotFound", f"{where}: create it, or change {ref.field}")

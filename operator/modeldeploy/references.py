@@ -14,7 +14,8 @@ from modeldeploy.desired.deployment import pvc_claim
 @dataclass(frozen=True)
 class Reference:
     kind: str
-    """Secret, ConfigMap or PersistentVolumeClaim."""
+    """Secret, ConfigMap, PersistentVolumeClaim, or the CustomResourceDefinition of a kind the
+    spec needs (HTTPRoute for gatewayAPI)."""
     name: str
     field: str
     """The spec field that names it, as kubectl would print the path."""
@@ -49,6 +50,9 @@ def references(spec: ModelDeploymentSpec) -> list[Reference]:
                     f"spec.serving.env[{i}].valueFrom.configMapKeyRef.name",
                 )
             )
+    if spec.rollout.traffic_routing.gateway_api is not None:
+        refs.append(Reference("CustomResourceDefinition", "httproutes.gateway.networking.k8s.io",
+                              "spec.rollout.trafficRouting.gatewayAPI"))  # fmt: skip
     provider = spec.rollout.analysis.provider.prometheus
     if provider and provider.token_secret_ref:
         refs.append(

@@ -277,3 +277,17 @@ def test_rollout_controls_from_the_command_line(crd, operator, namespace):
     missing = cli(crd, "promote", "nosuch", "-n", namespace)
     assert missing.returncode == 1
     assert f'ModelDeployment "nosuch" not found in namespace {namespace}' in missing.stderr
+
+
+def test_gateway_routing_without_gateway_api_installed_says_so(crd, operator, namespace):
+    doc = example("routed")
+    doc["spec"]["rollout"]["trafficRouting"] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
+    apply(crd, namespace, doc)
+    crd.kubectl("wait", "--for=condition=Degraded", "md/routed", "-n", namespace, "--timeout=60s")
+    status = get(crd, namespace, "md", "routed")["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "CRDNotInstalled"
+    assert degraded["message"].startswith(
+        "spec.rollout.trafficRouting.gatewayAPI: httproutes.gateway.networking.k8s.io is not "
+        "installed"
+    )
