@@ -17,6 +17,7 @@ import kopf
 
 from modeldeploy import metrics
 from modeldeploy.api import GROUP, PLURAL, VERSION
+from modeldeploy.collect import Collector
 from modeldeploy.errors import KubeError
 from modeldeploy.kube import CHILD_KINDS, Kube
 from modeldeploy.naming import DEPLOYMENT_LABEL, MANAGED_BY
@@ -52,6 +53,7 @@ def _fingerprint(body: kopf.Body, children: list[dict[str, Any]]) -> tuple[str, 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
     """Register every handler on `registry` (explicit, so tests and `run` share one setup)."""
+    collector = Collector(kube)
     managed: dict[str, Any] = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
         DEPLOYMENT_LABEL: kopf.PRESENT,
@@ -92,6 +94,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
                     children,
                     settings,
                     datetime.now(UTC),
+                    collector,
                 )
             except KubeError as exc:
                 raise kopf.TemporaryError(str(exc), delay=exc.retry_delay) from exc

@@ -7,6 +7,7 @@ prove a no-op reconcile writes nothing). Errors are wrapped with what was being 
 
 from __future__ import annotations
 
+import base64
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -135,6 +136,44 @@ class Kube:
                 raise KubeError(f'ModelDeployment "{name}" not found in namespace {namespace}',
                                 "") from exc  # fmt: skip
             raise KubeError(f"patching ModelDeployment {namespace}/{name}", exc) from exc
+
+    def ready_pods(self, namespace: str, selector: str) -> list[str]:
+        """Names of the Ready pods matching a label selector (the analysis scrapes these)."""
+        metrics.API_READS.labels(kind="Pod").inc()
+        try:
+            pods = client.CoreV1Api(self.api).list_namespaced_pod(
+                namespace, label_selector=selector
+            )
+        except ApiException as exc:
+            raise KubeError(f"listing pods {selector} in {namespace}", exc) from exc
+        ready = []
+        for pod in pods.items:
+            conditions = (pod.status.conditions if pod.status else None) or []
+            if pod.metadata and any(c.type == "Ready" and c.status == "True" for c in conditions):
+                ready.append(str(pod.metadata.name))
+        return ready
+
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """GET a pod's HTTP endpoint through the API server (no network path to pods needed)."""
+        metrics.API_READS.labels(kind="Pod/proxy").inc()
+        try:
+            text = client.CoreV1Api(self.api).connect_get_namespaced_pod_proxy_with_path(
+                f"{pod}:{port}", namespace, path, _request_timeout=10
+            )
+        except ApiException as exc:
+            raise KubeError(f"reading {path} of pod {namespace}/{pod}", exc) from exc
+        return str(text)
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        metrics.API_READS.labels(kind="Secret").inc()
+        try:
+            secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            raise KubeError(f"reading Secret {namespace}/{name}", exc) from exc
+        data = (secret.data or {}).get(key)
+        if data is None:
+            raise KubeError(f"Secret {namespace}/{name} has no key {key!r}", "")
+        return base64.b64decode(data).decode().strip()
 
 
 def current_namespace() -> str:

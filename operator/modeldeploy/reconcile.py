@@ -21,14 +21,15 @@ from modeldeploy import metrics
 from modeldeploy.api import GROUP
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.collect import Collector
 from modeldeploy.conditions import ConditionUpdate, set_conditions
 from modeldeploy.desired.owner import Owner
 from modeldeploy.diff import is_subset
 from modeldeploy.kube import SCALE_MANAGER, Kube
 from modeldeploy.naming import ACTION_ANNOTATION
 from modeldeploy.observe import observed
-from modeldeploy.plan import Event, plan
-from modeldeploy.rollout import ACTIONS, Action
+from modeldeploy.plan import Event, plan, target_revision
+from modeldeploy.rollout import ACTIONS, Action, analysis_due
 from modeldeploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,11 @@ def reconcile(
     children: Iterable[dict[str, Any]],
     settings: Settings,
     now: datetime,
+    collector: Collector | None = None,
 ) -> Outcome:
     started = time.perf_counter()
     try:
-        outcome = _reconcile(kube, body, children, settings, now)
+        outcome = _reconcile(kube, body, children, settings, now, collector)
     except Exception:
         metrics.RECONCILES.labels(result="error").inc()
         raise
@@ -76,6 +78,7 @@ def _reconcile(
     children: Iterable[dict[str, Any]],
     settings: Settings,
     now: datetime,
+    collector: Collector | None,
 ) -> Outcome:
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
@@ -112,7 +115,15 @@ def _reconcile(
     seen = observed(children, spec, owner.namespace, kube.exists)
     requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
     action = pending_action(requested, status_before.handled_action)
-    decided = plan(owner, spec, generation, status_before, seen, settings, now, action=action)
+    check = None
+    target = target_revision(owner, spec, settings)
+    if collector and analysis_due(spec, status_before, target, seen.revisions, now):
+        stable = status_before.stable_revision.name if status_before.stable_revision else None
+        check = collector.check(owner.namespace, owner.name, spec.rollout.analysis, target,
+                                stable, status_before.current_step or 0, now)  # fmt: skip
+    decided = plan(
+        owner, spec, generation, status_before, seen, settings, now, check=check, action=action
+    )
     if requested and requested != status_before.handled_action:
         decided.status["handledAction"] = requested
         if action is None:
