@@ -100,11 +100,11 @@ class Collector:
         pods: dict[str, PodSample] = {}
         for pod in self.kube.ready_pods(namespace, selector):
             try:
-                text = self.kube.pod_proxy_get(namespace, pod, HTTP_PORT, "metrics")
-            except KubeError as exc:
+                pods[pod] = PodSample.parse(
+                    self.kube.pod_proxy_get(namespace, pod, HTTP_PORT, "metrics")
+                )
+            except (KubeError, ValueError) as exc:  # one bad pod must not sink the check
                 log.warning("scraping %s/%s: %s", namespace, pod, exc)
-                continue
-            pods[pod] = PodSample.parse(text)
         return RevisionSample(time.monotonic(), pods)
 
     def forget(self, namespace: str, revision: str) -> None:
