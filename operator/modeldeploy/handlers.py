@@ -109,6 +109,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     async def on_event(event: kopf.RawEvent, **kwargs: Any) -> None:
         if event["type"] in (None, "ADDED", "MODIFIED"):
             await run(**kwargs)
+        elif event["type"] == "DELETED":
+            meta = kwargs["body"]["metadata"]
+            metrics.forget(meta["namespace"], meta["name"])
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds, registry=registry)
     async def resync(**kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -25,3 +26,43 @@ API_READS: Final = Counter(
 MANAGED: Final = Gauge(
     "modeldeploy_managed_objects", "Objects the operator currently manages, by kind.", ["kind"]
 )
+
+# Per ModelDeployment: what a rollout dashboard and alert rules read.
+_MD = ["namespace", "name"]
+CANARY_WEIGHT: Final = Gauge(
+    "modeldeploy_rollout_canary_weight_percent", "Traffic weight of the new revision.", _MD
+)
+ROLLOUT_STEP: Final = Gauge(
+    "modeldeploy_rollout_step", "Index of the canary step in progress (-1: none).", _MD
+)
+PHASE: Final = Gauge(
+    "modeldeploy_phase", "1 for the ModelDeployment's current phase, 0 for the others.",
+    [*_MD, "phase"],
+)  # fmt: skip
+CHECKS: Final = Counter(
+    "modeldeploy_analysis_checks_total", "Analysis checks of new revisions, by verdict.",
+    [*_MD, "verdict"],
+)  # fmt: skip
+OUTCOMES: Final = Counter(
+    "modeldeploy_rollout_outcomes_total", "Rollouts ended, by outcome (Promoted, RolledBack).",
+    [*_MD, "outcome"],
+)  # fmt: skip
+PHASES: Final = ("Healthy", "Progressing", "Paused", "RolledBack", "Failed")
+
+
+def record_status(namespace: str, name: str, status: dict[str, object]) -> None:
+    """Export one ModelDeployment's rollout position from the status just computed."""
+    CANARY_WEIGHT.labels(namespace, name).set(float(str(status.get("canaryWeight", 0))))
+    step = status.get("currentStep")
+    ROLLOUT_STEP.labels(namespace, name).set(-1 if step is None else float(str(step)))
+    for phase in PHASES:
+        PHASE.labels(namespace, name, phase).set(1 if status.get("phase") == phase else 0)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted ModelDeployment's series (they would report stale values forever)."""
+    for gauge, labels in [(CANARY_WEIGHT, ()), (ROLLOUT_STEP, ())] + [
+        (PHASE, (p,)) for p in PHASES
+    ]:
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name, *labels)

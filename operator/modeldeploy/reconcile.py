@@ -132,6 +132,12 @@ def _reconcile(
             out.events.append(Event("Warning", "UnknownAction", message))
     out.events.extend(decided.events)
     out.wake_at = decided.wake_at
+    metrics.record_status(owner.namespace, owner.name, decided.status)
+    if check is not None:
+        metrics.CHECKS.labels(owner.namespace, owner.name, check.verdict.value).inc()
+    for event in decided.events:
+        if event.reason in ("Promoted", "RolledBack"):
+            metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
 
     for desired in decided.apply:
         kind, name = desired["kind"], desired["metadata"]["name"]

@@ -37,6 +37,10 @@ class Operator:
     def __init__(self, proc: subprocess.Popen[str], metrics_port: int, log: Path) -> None:
         self.proc, self.metrics_port, self.log = proc, metrics_port, log
 
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return str(urllib.request.urlopen(url, timeout=5).read().decode())
+
     def writes(self) -> float:
         """modeldeploy_api_writes_total summed over kinds and verbs, from /metrics."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -266,6 +270,10 @@ def test_rollout_controls_from_the_command_line(crd, operator, namespace):
     assert get(crd, namespace, "deploy", stable)["spec"]["replicas"] == 2
     described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
     assert "aborted by the user (modeldeploy abort)" in described
+    labels = f'name="iris",namespace="{namespace}"'
+    exported = operator.metrics()
+    assert f'modeldeploy_phase{{{labels},phase="RolledBack"}} 1.0' in exported
+    assert f'modeldeploy_rollout_outcomes_total{{{labels},outcome="RolledBack"}} 1.0' in exported
 
     assert cli(crd, "retry", "iris", "-n", namespace).returncode == 0
     wait_for(lambda: (status().get("canaryRevision") or {}).get("name") == canary, "retried")
