@@ -287,7 +287,8 @@ def test_rollout_controls_from_the_command_line(crd, operator, namespace):
     assert f'ModelDeployment "nosuch" not found in namespace {namespace}' in missing.stderr
 
 
-def test_gateway_routing_without_gateway_api_installed_says_so(crd, operator, namespace):
+@pytest.mark.usefixtures("operator")
+def test_gateway_routing_without_gateway_api_installed_says_so(crd, namespace):
     doc = example("routed")
     doc["spec"]["rollout"]["trafficRouting"] = {"gatewayAPI": {"parentRefs": [{"name": "gw"}]}}
     apply(crd, namespace, doc)
