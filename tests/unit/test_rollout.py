@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import AnalysisCheck, MetricResult, ModelDeploymentStatus
@@ -276,3 +278,35 @@ def test_undo_brings_the_previous_revision_back():
     w.reconcile()
     assert w.replicas(stable) == 2
     assert w.replicas(canary) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    strategy=st.sampled_from(["Canary", "BlueGreen", "Immediate"]),
+    moves=st.lists(
+        st.tuples(
+            st.sampled_from([None, "Passed", "Failed", "Inconclusive"]),
+            st.sampled_from([None, None, None, "promote", "abort", "retry", "undo"]),
+            st.integers(-120, 900),
+            st.booleans(),
+        ),
+        max_size=14,
+    ),
+)
+def test_no_sequence_of_events_breaks_the_invariants(strategy, moves):
+    """Whatever checks, actions, clock jumps and readiness come, in any order."""
+    w, _, _ = start(strategy)
+    for verdict, action, seconds, ready in moves:
+        w.tick(seconds)
+        w.reconcile(verdict, action=action, ready=ready)
+        s = w.status
+        assert s.stable_revision is not None  # something always serves
+        assert 0 <= s.canary_weight <= 100
+        if s.canary_revision is not None:
+            assert s.canary_revision.name != s.stable_revision.name
+        if s.rolled_back_revision is not None:
+            bad = s.rolled_back_revision.name
+            if bad != s.stable_revision.name:
+                assert s.canary_revision is None or s.canary_revision.name != bad
+                assert w.revisions.get(bad) is None or w.revisions[bad].replicas == 0
+        assert len(s.history) <= 20
