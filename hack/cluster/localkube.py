@@ -68,6 +68,9 @@ CLIENT_SUBJECTS = {
     "controller-manager": "/CN=system:kube-controller-manager",
     "scheduler": "/CN=system:kube-scheduler",
 }
+# How the API server authenticates to kubelets (logs, exec, port-forward), as kubeadm's did.
+KUBELET_CLIENT = "apiserver-kubelet-client"
+KUBELET_CLIENT_SUBJECT = "/O=system:masters/CN=kube-apiserver-kubelet-client"
 
 
 class ClusterError(RuntimeError):
@@ -102,10 +105,24 @@ class Cluster:
 class LocalCluster(Cluster):
     """A tier-1 control plane owned by this Python process; stop() (or exit) ends all of it."""
 
-    def __init__(self, bin_dir: Path, state_dir: Path, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        state_dir: Path,
+        timeout: float = 120.0,
+        *,
+        advertise_address: str | None = None,
+    ) -> None:
+        """advertise_address: serve on this (non-loopback, local) address instead of 127.0.0.1.
+
+        A node needs it (tier 2, hack/cluster/node/localnode.py): pods reach the API server
+        through the `kubernetes` Service, whose endpoint is that address, and the API server
+        reaches the kubelet (logs, exec, port-forward) with a client certificate of its own.
+        """
         self.bin_dir = bin_dir.resolve()
         self.state_dir = state_dir.resolve()
         self.timeout = timeout  # per readiness wait; a loaded 2-core machine needs the slack
+        self.advertise_address = advertise_address
         super().__init__(self.state_dir / "admin.kubeconfig", self.bin_dir / "kubectl")
         self.server = ""
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -158,10 +175,13 @@ class LocalCluster(Cluster):
 
     def _start(self) -> None:
         pki = self.state_dir / "pki"
+        host = self.advertise_address or "127.0.0.1"
         with _step("writing certificates and kubeconfigs"):
-            make_pki(pki)
+            make_pki(pki, f"IP:{host}" if self.advertise_address else "")
+            if self.advertise_address and not (pki / f"{KUBELET_CLIENT}.crt").exists():
+                sign_certificate(pki, KUBELET_CLIENT, KUBELET_CLIENT_SUBJECT, "clientAuth")
             etcd_port, peer_port, api_port, kcm_port, sched_port = free_ports(5)
-            self.server = f"https://127.0.0.1:{api_port}"
+            self.server = f"https://{host}:{api_port}"
             for user in CLIENT_SUBJECTS:
                 write_kubeconfig(self.state_dir / f"{user}.kubeconfig", self.server, pki, user)
         etcd = f"http://127.0.0.1:{etcd_port}"
@@ -181,13 +201,22 @@ class LocalCluster(Cluster):
             ],
         )
         admin = admin_context(pki)
+        if self.advertise_address:  # the lease reconciler publishes it as the Service's endpoint
+            node_args = [
+                f"--kubelet-client-certificate={pki / f'{KUBELET_CLIENT}.crt'}",
+                f"--kubelet-client-key={pki / f'{KUBELET_CLIENT}.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+        else:  # a loopback address is invalid in Endpoints: the reconciler would fail forever
+            node_args = ["--endpoint-reconciler-type=none"]
         self._launch(
             "kube-apiserver",
             lambda: _get_ok(f"{self.server}/readyz", admin),
             [
                 f"--etcd-servers={etcd}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.state_dir / 'kube-apiserver'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -199,8 +228,7 @@ class LocalCluster(Cluster):
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                # A loopback address is invalid in Endpoints, so the reconciler would fail forever.
-                "--endpoint-reconciler-type=none",
+                *node_args,
                 "--profiling=false",
             ],
         )
@@ -369,18 +397,25 @@ def _sign(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> Non
     ext.unlink()
 
 
-def make_pki(pki: Path) -> None:
+def sign_certificate(pki: Path, name: str, subject: str, usage: str, sans: str = "") -> None:
+    """Make name.key and name.crt in pki, signed by its CA: usage serverAuth or clientAuth."""
+    _sign(pki, name, subject, usage, sans)
+
+
+def make_pki(pki: Path, extra_sans: str = "") -> None:
     """Create the CA, serving and client certificates and the service-account key, once.
 
     Kept across restarts of the same state dir: etcd's data (service-account tokens, the
-    kube-root-ca.crt ConfigMaps) was made with these keys.
+    kube-root-ca.crt ConfigMaps) was made with these keys. extra_sans (`IP:...,DNS:...`) are
+    added to the API server's certificate.
     """
     if (pki / "sa.pub").exists():  # written last
         return
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     key, crt = pki / "ca.key", pki / "ca.crt"
     _openssl("req", "-x509", "-new", *EC_KEY, "-keyout", key, "-out", crt, *CA_OPTIONS)
-    _sign(pki, "apiserver", "/CN=kube-apiserver", "serverAuth", APISERVER_SANS)
+    sans = f"{APISERVER_SANS},{extra_sans}" if extra_sans else APISERVER_SANS
+    _sign(pki, "apiserver", "/CN=kube-apiserver", "serverAuth", sans)
     for name, subject in CLIENT_SUBJECTS.items():
         _sign(pki, name, subject, "clientAuth")
     # Service-account tokens are signed with RSA, as in every kubeadm cluster.
