@@ -5,10 +5,14 @@ PY := $(VENV)/bin/python
 CRD := crds/modeldeployments.modeldeploy.io.yaml
 CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
-.PHONY: help install generate lint test test-unit test-integration cluster-build cluster-up cluster-down demo clean
+.PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
+	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: ## Debian packages the tests and the local cluster need (root; only what is missing)
+	hack/deps.sh
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,11 +33,16 @@ generate: install ## regenerate the CRD (top level and chart) and docs/api.md fr
 lint: install ## ruff, mypy (strict) and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py
+	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py \
+		hack/cluster/node/localnode.py hack/cluster/node/nodehost.py
 	$(VENV)/bin/lint-imports
 
-cluster-build: ## build etcd and the Kubernetes control plane from source (cached)
+cluster-build: ## build etcd, the control plane, kubelet and kube-proxy from source (cached)
 	hack/cluster/build.sh
+	hack/cluster/build.sh kubelet kube-proxy
+
+images: ## build the images from a debootstrap base (no registry); loads them into a running node
+	hack/images/build.sh
 
 # pytest exits 5 when it collected nothing: say so plainly instead of failing with make's code.
 PYTEST = $(PY) -m pytest $(1); rc=$$?; \
@@ -42,21 +51,36 @@ PYTEST = $(PY) -m pytest $(1); rc=$$?; \
 test-unit: install ## pure tests and doctests, no cluster
 	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules)
 
+test-serving: install ## the serving image's server on loopback, real ONNX Runtime
+	$(call PYTEST,tests/serving)
+
 test-integration: install cluster-build ## tests against a real tier-1 control plane started for the run
 	$(call PYTEST,tests/integration)
 
-test: install cluster-build ## unit and integration tests (what CI runs)
-	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules tests/integration)
+test-e2e: install cluster-build images ## end to end on a real node started for the run (root)
+	MODELDEPLOY_E2E=node $(call PYTEST,tests/e2e)
 
-cluster-up: install cluster-build ## start a tier-1 control plane in the background; prints KUBECONFIG
+# Every tier this machine can run; the e2e tier needs root and `make deps`.
+test: install cluster-build images ## unit, serving, integration and end-to-end tests (what CI runs)
+	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules tests/serving tests/integration)
+	MODELDEPLOY_E2E=node $(call PYTEST,tests/e2e)
+
+cluster-up: install cluster-build images ## control plane + a real node on this machine (root); prints KUBECONFIG
+	$(PY) hack/cluster/node/localnode.py up
+
+cluster-down: ## stop the node and the control plane, and remove every trace
+	$(PY) hack/cluster/node/localnode.py down
+
+control-plane-up: install cluster-build ## only the control plane (no node, no root needed)
 	$(PY) hack/cluster/localkube.py up
 
-cluster-down: ## stop the control plane started by cluster-up
+control-plane-down: ## stop what control-plane-up started
 	$(PY) hack/cluster/localkube.py down
 
-demo: install cluster-build ## the main job (for now: control plane, CRD, example; see README)
+demo: install cluster-build ## the main job (for now: control plane, CRD, examples; see README)
 	hack/demo.sh
 
 clean: ## remove local state (the built binaries stay cached in ~/.cache/modeldeploy)
+	-$(PY) hack/cluster/node/localnode.py down
 	-$(PY) hack/cluster/localkube.py down
 	rm -rf .cache .pytest_cache .mypy_cache .ruff_cache

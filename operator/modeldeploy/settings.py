@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-DEFAULT_IMAGE: Final = "modeldeploy/modelserve:0.1.0"
+DEFAULT_IMAGE: Final = "modeldeploy/serving:dev"  # what hack/images/build.sh tags
 
 
 @dataclass(frozen=True)

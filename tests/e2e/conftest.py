@@ -28,10 +28,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster" / "node"))
-import localnode
 from e2ekit import kubectl_json
 
 import localkube
+import localnode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

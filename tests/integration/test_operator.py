@@ -188,7 +188,7 @@ def test_hand_edits_and_deletions_are_repaired(crd, operator, namespace):
     def repaired() -> bool:
         found = children(crd, namespace, "iris")
         image = found[("Deployment", deploy)]["spec"]["template"]["spec"]["containers"][0]["image"]
-        return ("Service", "iris-stable") in found and image == "modeldeploy/modelserve:0.1.0"
+        return ("Service", "iris-stable") in found and image == "modeldeploy/serving:dev"
 
     wait_for(repaired, "the Service and the image repaired", operator, timeout=6 * RESYNC_SECONDS)
     described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout

@@ -41,6 +41,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import localkube
+from localkube import ClusterError, _step
 from nodehost import (
     CLUSTER_CIDR,
     CNI_BIN_DIRS,
@@ -74,9 +76,6 @@ from nodehost import (
     unmount_under,
     write_sysctls,
 )
-
-import localkube
-from localkube import ClusterError, _step
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_STATE_DIR = REPO_ROOT / ".cache" / "node"
