@@ -134,6 +134,9 @@ def decide(
         out.rolled_back = None if out.rolled_back == target else out.rolled_back
         return out
     if target == out.rolled_back:
+        # Keep the record of the checks that failed it: what a user reads after a rollback.
+        if status.analysis is not None:
+            out.analysis = status.analysis.model_dump(mode="json", by_alias=True, exclude_none=True)
         out.phase = Phase.ROLLED_BACK
         out.progressing = ConditionUpdate(
             "Progressing", "False", "RolledBack",

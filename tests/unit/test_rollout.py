@@ -147,6 +147,7 @@ def test_failed_checks_roll_back_and_the_bad_revision_is_not_retried():
     w.reconcile()
     assert w.replicas(canary) == 0  # the spec still names it: no second try by itself
     assert w.status.phase == "RolledBack"
+    assert [c.verdict for c in w.status.analysis.checks] == ["Failed", "Failed"]  # kept to read
 
     w.reconcile(action="retry")
     assert w.status.canary_revision.name == canary
