@@ -318,3 +318,27 @@ def test_deleting_the_modeldeployment_removes_everything(cluster, namespace):
     selector = "modeldeploy.io/deployment=iris"
     wait_for(lambda: not kubectl_json(cluster, "get", "deploy,svc,pdb,pods", "-n", namespace,
                                       "-l", selector)["items"], "everything gone")  # fmt: skip
+
+
+def test_an_operator_restarted_mid_rollout_continues_at_the_same_step(
+    cluster, namespace, model_store, operator
+):
+    url = serve(cluster, namespace, "iris", V1, "v1")
+    doc = md("iris", f"{model_store}/iris-v2.onnx", "v2")
+    doc["spec"]["rollout"]["steps"] = [{"setWeight": 25, "pause": "10s"},
+                                       {"setWeight": 50, "pause": "30s"}]  # fmt: skip
+    with Load(url):
+        apply(cluster, namespace, doc)
+        wait_for(lambda: status(cluster, namespace, "iris").get("currentStep") == 1,
+                 "the second step", timeout=180)  # fmt: skip
+        operator.stop()
+        before = status(cluster, namespace, "iris")
+        time.sleep(2 * INTERVAL)  # the rollout state is in the status, not in the process
+        operator.start()
+        time.sleep(INTERVAL)
+        after = status(cluster, namespace, "iris")
+        assert after["currentStep"] == 1
+        assert after["stepStartedAt"] == before["stepStartedAt"]
+        assert after["canaryRevision"] == before["canaryRevision"]
+        wait_for(lambda: (status(cluster, namespace, "iris").get("stableRevision") or {}).get(
+            "modelVersion") == "v2", "v2 promoted after the restart", timeout=180)  # fmt: skip
