@@ -1,0 +1,456 @@
+"""Routes and lifespan: listen, load and warm the model, serve, drain on SIGTERM.
+
+Routes (OIP v2 REST, plus the v1 style many users start with):
+
+    GET  /v2/health/live                       200 once the process listens
+    GET  /v2/health/ready                      200 once the model answered its warm-up
+    GET  /v2                                   server metadata
+    GET  /v2/models/{name}[/versions/{v}]      model metadata            (auth)
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    GET  /v2/models/{name}[/versions/{v}]/config  Triton-style config    (auth)
+    POST /v2/models/{name}[/versions/{v}]/infer   JSON or binary tensors (auth)
+    GET  /v1/models/{name}                     {"name", "ready"}
+    POST /v1/models/{name}:predict             {"instances": [...]}      (auth)
+    GET  /metrics                              Prometheus text format
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+import urllib.parse
+import zlib
+from typing import Any, Final
+
+import orjson
+
+from . import __version__
+from .auth import Authenticator
+from .batching import Batcher
+from .codec import InferRequest, decode_v1, decode_v2, encode_v1, encode_v2
+from .config import Settings
+from .errors import (
+    BadRequestError,
+    MethodNotAllowedError,
+    ModelLoadError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServeError,
+    TooManyRequestsError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
+from .fetch import fetch
+from .logs import AccessLog
+from .metrics import CONTENT_TYPE, Metrics
+from .model import Feeds, Model, SessionOptions
+from .server import (
+    Request,
+    Respond,
+    Response,
+    ServerState,
+    error_response,
+    internal_error,
+    serve,
+    tls_context,
+)
+
+log = logging.getLogger("modelserve")
+
+V2_MODELS: Final = "/v2/models/"
+V1_MODELS: Final = "/v1/models/"
+LIVE: Final = Response(200, b'{"live":true}')
+READY: Final = Response(200, b'{"ready":true}')
+NOT_READY: Final = Response(503, b'{"ready":false}', headers=[(b"retry-after", b"1")])
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(status, orjson.dumps(payload))
+
+
+def _safe_uri(uri: str) -> str:
+    """The model URI without credentials or query string, fit for logs and metrics."""
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class App:
+    """The request handler and the state it reads: the model, the batcher, readiness."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics,
+        auth: Authenticator | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.auth = auth
+        self.access_log = access_log
+        self.model: Model | None = None
+        self.batcher: Batcher | None = None
+        self.ready = False
+        self.inflight = 0
+        self.state = ServerState(
+            self.handle,
+            max_body_bytes=settings.max_body_bytes,
+            keepalive_timeout=settings.keepalive_timeout,
+            request_timeout=settings.request_timeout,
+            on_response=self._responded,
+        )
+        metrics.track(
+            queue_depth=lambda: self.batcher.queue_depth if self.batcher else 0,
+            inflight=lambda: self.inflight,
+        )
+        metrics.set_ready(False)
+        self._server_metadata = _json(
+            {"name": "modelserve", "version": __version__, "extensions": ["binary_tensor_data"]}
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def load(self) -> Model:
+        """Fetch, verify, load and warm the model (blocking: run it off the event loop)."""
+        s = self.settings
+        started = time.perf_counter()
+        fetched = fetch(
+            s.model,
+            sha256=s.sha256,
+            model_dir=s.model_dir,
+            pvc_root=s.pvc_root,
+            timeout=s.download_timeout,
+            retries=s.download_retries,
+        )
+        model = Model.load(
+            fetched.path,
+            name=s.name,
+            version=s.version,
+            sha256=fetched.sha256,
+            options=SessionOptions(
+                intra_op_threads=s.intra_op_threads,
+                inter_op_threads=s.inter_op_threads,
+                graph_optimization=s.graph_optimization,
+            ),
+        )
+        if s.warmup:
+            model.warm_up()
+        seconds = time.perf_counter() - started
+        self.metrics.model_loaded(seconds=seconds, sha256=fetched.sha256, uri=_safe_uri(s.model))
+        log.info(
+            "model %s version %s loaded from %s in %.3fs (sha256 %s, batching %s)",
+            s.name,
+            s.version,
+            _safe_uri(s.model),
+            seconds,
+            fetched.sha256,
+            f"up to {s.max_batch_size} rows" if model.batchable else "off (fixed first dim)",
+        )
+        return model
+
+    def attach(self, model: Model) -> None:
+        """Start serving `model`: create the batcher and turn Ready."""
+        s = self.settings
+        self.model = model
+        self.batcher = Batcher(
+            model,
+            self.metrics,
+            max_batch_size=s.max_batch_size,
+            max_delay_s=s.max_delay_ms / 1000.0,
+            max_queue=s.max_queue,
+            instances=s.instances,
+        )
+        self.ready = True
+        self.metrics.set_ready(True)
+
+    async def drain(self, server: asyncio.Server) -> None:
+        """SIGTERM: not Ready, optionally keep accepting a while, then finish what was received."""
+        s = self.settings
+        self.ready = False
+        self.metrics.set_ready(False)
+        log.info("draining: not ready; %d connection(s) open", len(self.state.connections))
+        if s.drain_grace:
+            await asyncio.sleep(s.drain_grace)
+        server.close()
+        self.state.draining = True
+        self.state.close_idle()
+        if self.batcher is not None:
+            self.batcher.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.drain_timeout
+        while self.state.busy and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.state.busy:
+            log.warning("drain timeout: %d request(s) still in progress", self.state.busy)
+        for conn in list(self.state.connections):
+            conn.close()
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.access_log is not None:
+            self.access_log.flush()
+
+    # --- routing ----------------------------------------------------------------------------
+
+    def handle(self, request: Request, respond: Respond) -> Response | None:
+        """Route one request (called by the HTTP layer; ServeErrors become answers there)."""
+        path = request.path
+        if path.startswith(V2_MODELS):
+            return self._v2_model(request, path[len(V2_MODELS) :], respond)
+        if path.startswith(V1_MODELS):
+            return self._v1_model(request, path[len(V1_MODELS) :], respond)
+        if path == "/v2/health/live":
+            _allow(request, "GET")
+            return LIVE
+        if path == "/v2/health/ready":
+            _allow(request, "GET")
+            return READY if self.ready else NOT_READY
+        if path == "/metrics":
+            _allow(request, "GET")
+            return Response(200, self.metrics.exposition(), CONTENT_TYPE)
+        if path in {"/v2", "/v2/"}:
+            _allow(request, "GET")
+            return self._server_metadata
+        raise NotFoundError(f"no route for {request.path}")
+
+    def _v2_model(self, request: Request, rest: str, respond: Respond) -> Response | None:
+        parts = rest.split("/")
+        name, version, action = parts[0], None, parts[1:]
+        if len(action) >= 2 and action[0] == "versions":
+            version, action = action[1], action[2:]
+        self._check_model(name, version)
+        route = "/".join(action)
+        if route == "infer":
+            _allow(request, "POST")
+            request.tag = "v2"
+            self._infer(request, "v2", respond)
+            return None
+        if route == "ready":
+            _allow(request, "GET")
+            return _json({"name": name, "ready": self.ready}, 200 if self.ready else 503)
+        if route == "":
+            _allow(request, "GET")
+            self._authenticate(request)
+            return _json(self._loaded().metadata())
+        if route == "config":
+            _allow(request, "GET")
+            self._authenticate(request)
+            return _json(self._config())
+        raise NotFoundError(f"no route for {request.path}")
+
+    def _v1_model(self, request: Request, rest: str, respond: Respond) -> Response | None:
+        if rest.endswith(":predict"):
+            self._check_model(rest[: -len(":predict")], None)
+            _allow(request, "POST")
+            request.tag = "v1"
+            self._infer(request, "v1", respond)
+            return None
+        self._check_model(rest, None)
+        _allow(request, "GET")
+        return _json({"name": rest, "ready": self.ready}, 200 if self.ready else 503)
+
+    def _check_model(self, name: str, version: str | None) -> None:
+        s = self.settings
+        if name != s.name:
+            raise NotFoundError(
+                f"model '{name}' is not served here (this server serves '{s.name}')"
+            )
+        if version is not None and version != s.version:
+            raise NotFoundError(
+                f"model '{name}' has no version '{version}' (served: '{s.version}')"
+            )
+
+    def _loaded(self) -> Model:
+        if self.model is None:
+            raise UnavailableError("the model is still loading", retry_after=1)
+        return self.model
+
+    def _authenticate(self, request: Request) -> None:
+        if self.auth is not None:
+            self.auth.check(request.headers.get(b"authorization"))
+
+    # --- inference --------------------------------------------------------------------------
+
+    def _infer(self, request: Request, protocol: str, respond: Respond) -> None:
+        self._authenticate(request)
+        model = self._loaded()
+        batcher = self.batcher
+        assert batcher is not None
+        limit = self.settings.max_concurrency
+        if limit and self.inflight >= limit:
+            raise TooManyRequestsError(
+                f"more than {limit} inference requests in flight, retry shortly", retry_after=1
+            )
+        body = self._body(request)
+        nonfinite = self.settings.reject_nonfinite
+        decoded: InferRequest
+        if protocol == "v2":
+            length = request.headers.get(b"inference-header-content-length")
+            header_length = None
+            if length is not None:
+                if not length.strip().isdigit():
+                    raise BadRequestError("Inference-Header-Content-Length must be an integer")
+                header_length = int(length)
+            decoded = decode_v2(
+                body, model, header_length=header_length, reject_nonfinite=nonfinite
+            )
+        else:
+            decoded = decode_v1(body, model, reject_nonfinite=nonfinite)
+
+        def done(results: Feeds | BaseException) -> None:
+            self.inflight -= 1
+            try:
+                if isinstance(results, BaseException):
+                    raise results
+                if protocol == "v1":
+                    response = Response(200, encode_v1(model, results))
+                else:
+                    payload, length, content_type = encode_v2(model, decoded, results)
+                    headers = []
+                    if length is not None:
+                        headers.append((b"inference-header-content-length", str(length).encode()))
+                    response = Response(200, payload, content_type, headers)
+            except ServeError as exc:
+                response = error_response(exc)
+            except Exception:
+                log.exception("answering %s failed", request.path)
+                response = internal_error()
+            respond(response)
+
+        batcher.submit(decoded.feeds, decoded.rows, decoded.outputs, done)
+        self.inflight += 1
+
+    def _body(self, request: Request) -> bytes:
+        """The request body, decompressed when the client sent gzip or deflate (bounded)."""
+        encoding = request.headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding in {b"identity", b""}:
+            return request.body
+        if encoding not in {b"gzip", b"deflate"}:
+            raise UnsupportedMediaTypeError(f"unsupported Content-Encoding {encoding.decode()!r}")
+        limit = self.settings.max_body_bytes
+        try:
+            inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+            body = inflater.decompress(request.body, limit + 1)
+        except zlib.error as exc:
+            raise BadRequestError(
+                f"cannot decompress the {encoding.decode()} body: {exc}"
+            ) from None
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"decompressed body exceeds the limit of {limit} bytes")
+        return body
+
+    def _config(self) -> dict[str, Any]:
+        """Triton's model config shape, enough for tritonclient's get_model_config."""
+        model = self._loaded()
+        s = self.settings
+
+        def dims(shape: tuple[int, ...]) -> list[int]:
+            return list(shape[1:] if model.batchable else shape)
+
+        return {
+            "name": model.name,
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "max_batch_size": s.max_batch_size if model.batchable else 0,
+            "input": [
+                {"name": t.name, "data_type": "TYPE_" + t.datatype.replace("BYTES", "STRING"),
+                 "dims": dims(t.shape)} for t in model.inputs
+            ],
+            "output": [
+                {"name": t.name, "data_type": "TYPE_" + t.datatype.replace("BYTES", "STRING"),
+                 "dims": dims(t.shape)} for t in model.outputs
+            ],
+            "dynamic_batching": {"max_queue_delay_microseconds": int(s.max_delay_ms * 1000)},
+        }  # fmt: skip
+
+    def _responded(self, request: Request, response: Response, seconds: float) -> None:
+        if request.tag is not None:
+            self.metrics.observe_request(request.tag, response.status, seconds)
+        if self.access_log is not None:
+            self.access_log.record(request, response, seconds)
+
+
+def _allow(request: Request, method: str) -> None:
+    if request.method != method:
+        raise MethodNotAllowedError(
+            f"{request.method} is not allowed on {request.path}; use {method}", allow=method
+        )
+
+
+async def run(app: App) -> int:
+    """Serve until SIGTERM/SIGINT, then drain; returns the process exit code."""
+    s = app.settings
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    ssl_context = None
+    if s.tls_cert is not None and s.tls_key is not None:
+        ssl_context = tls_context(str(s.tls_cert), str(s.tls_key))
+    try:
+        server = await serve(app.state, host=s.host, port=s.port, ssl_context=ssl_context)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", s.host, s.port, exc)
+        return 1
+    log.info("listening on %s://%s:%d", "https" if ssl_context else "http", s.host, s.port)
+    flusher = None
+    if app.access_log is not None:
+        flusher = asyncio.ensure_future(_flush_every_second(app.access_log))
+
+    loaded: asyncio.Future[Model] = loop.create_future()
+
+    def load_in_thread() -> None:
+        try:
+            model = app.load()
+        except BaseException as exc:  # delivered to the loop, which decides
+            loop.call_soon_threadsafe(_settle_exception, loaded, exc)
+        else:
+            loop.call_soon_threadsafe(_settle_result, loaded, model)
+
+    # A daemon thread: a SIGTERM during a long download must not wait for it to finish.
+    threading.Thread(target=load_in_thread, name="load-model", daemon=True).start()
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([loaded, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if loaded.done():
+        failure = loaded.exception()
+        if failure is not None:
+            if isinstance(failure, ModelLoadError):
+                log.error("cannot serve the model: %s", failure)
+            else:
+                log.error("cannot serve the model: %r", failure, exc_info=failure)
+            server.close()
+            stopping.cancel()
+            return 1
+        app.attach(loaded.result())
+        log.info("ready: %s/%s", V2_MODELS.rstrip("/"), s.name)
+        await stopping
+    await app.drain(server)
+    if flusher is not None:
+        flusher.cancel()
+    log.info("stopped")
+    return 0
+
+
+def _settle_result(future: asyncio.Future[Model], model: Model) -> None:
+    if not future.done():
+        future.set_result(model)
+
+
+def _settle_exception(future: asyncio.Future[Model], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+async def _flush_every_second(access_log: AccessLog) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        access_log.flush()
+
+
+__all__ = ["App", "ServeError", "run"]

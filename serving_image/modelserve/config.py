@@ -1,0 +1,281 @@
+"""Settings from command-line flags and environment variables, nothing else.
+
+The server knows nothing of Kubernetes: the operator renders flags or `MODELSERVE_*` variables
+into the pod spec. Every flag has an environment variable (flag wins), both listed by `--help`.
+The environment is a parameter, so tests pass their own instead of mutating `os.environ`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+ENV_PREFIX: Final = "MODELSERVE_"
+GRAPH_OPTIMIZATION_LEVELS: Final = ("disable", "basic", "extended", "all")
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to start; immutable once parsed."""
+
+    model: str
+    name: str
+    version: str = "1"
+    sha256: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Dynamic batching and ONNX Runtime session options.
+    max_batch_size: int = 32
+    max_delay_ms: float = 0.0
+    instances: int = 1
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: GraphOptimization = "all"
+    warmup: bool = True
+    # Protection.
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_concurrency: int = 0
+    max_queue: int = 1024
+    reject_nonfinite: bool = False
+    auth_token: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Connections and shutdown.
+    keepalive_timeout: float = 75.0
+    request_timeout: float = 60.0
+    drain_grace: float = 0.0
+    drain_timeout: float = 25.0
+    # Fetching the model.
+    model_dir: Path = Path("/tmp/modelserve")
+    pvc_root: Path = Path("/mnt/models")
+    download_timeout: float = 60.0
+    download_retries: int = 3
+    # Observability.
+    log_format: LogFormat = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+    drift_max_features: int = 64
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether inference and metadata routes require credentials."""
+        return bool(self.auth_token or self.jwt_secret or self.jwt_public_key)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return number
+
+
+def _read_secret(path: str | None) -> str | None:
+    """A secret from a mounted file, stripped of the trailing newline `kubectl` tools add."""
+    if not path:
+        return None
+    return Path(path).read_text().strip()
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelserve",
+        description=(
+            "Serve one ONNX model over the KServe Open Inference Protocol v2 (REST, JSON and "
+            "binary tensors) and the v1 :predict protocol, with dynamic batching and "
+            "Prometheus metrics. Every flag can also be set by the environment variable shown."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def add(flag: str, *, default: Any = None, **kwargs: Any) -> None:
+        var = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+        help_text = kwargs.pop("help")
+        if var in env:
+            # argparse runs `type` over string defaults, so a bad variable fails like a bad flag.
+            default = env[var]
+        parser.add_argument(flag, default=default, help=f"{help_text} [env {var}]", **kwargs)
+
+    add("--model", help="model URI: a path, file://, http(s)://, s3:// or pvc://CLAIM/PATH")
+    add("--name", help="model name in the URLs and metrics (default: the file name's stem)")
+    add("--version", default="1", help="model version shown in metadata and metrics")
+    add("--sha256", help="expected sha256 of the model file; a mismatch never serves")
+    add("--host", default="0.0.0.0", help="address to listen on")
+    add("--port", default=8080, type=int, help="port to listen on")
+    add("--max-batch-size", default=32, type=_positive_int, help="rows per batched inference")
+    add(
+        "--max-delay-ms",
+        default=0.0,
+        type=_non_negative_float,
+        help="how long a request may wait for a batch to fill; 0 batches whatever arrived "
+        "while the model was busy, adding no delay at low load",
+    )
+    add("--instances", default=1, type=_positive_int, help="inferences run concurrently")
+    add("--intra-op-threads", default=1, type=_non_negative_int, help="ORT intra-op threads")
+    add("--inter-op-threads", default=1, type=_non_negative_int, help="ORT inter-op threads")
+    add(
+        "--graph-optimization",
+        default="all",
+        choices=GRAPH_OPTIMIZATION_LEVELS,
+        help="ONNX Runtime graph optimization level",
+    )
+    add("--warmup", default=True, type=_bool, help="answer a warm-up inference before Ready")
+    add("--max-body-bytes", default=16 * 1024 * 1024, type=_positive_int, help="413 above")
+    add(
+        "--max-concurrency",
+        default=0,
+        type=_non_negative_int,
+        help="inference requests in flight before 429 (0: no limit)",
+    )
+    add(
+        "--max-queue",
+        default=1024,
+        type=_non_negative_int,
+        help="requests waiting for the model before 503 (0: no limit)",
+    )
+    add("--reject-nonfinite", default=False, type=_bool, help="400 on NaN/Inf in float inputs")
+    add("--auth-token", help="static bearer token required on inference and metadata routes")
+    add("--auth-token-file", help="file holding the static bearer token")
+    add("--jwt-secret", help="HS256 secret: require a valid JWT bearer token")
+    add("--jwt-secret-file", help="file holding the HS256 secret")
+    add("--jwt-public-key-file", help="PEM public key: require a valid RS256 JWT bearer token")
+    add("--jwt-audience", help="required JWT audience (aud)")
+    add("--jwt-issuer", help="required JWT issuer (iss)")
+    add("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    add("--tls-key", help="PEM private key for --tls-cert")
+    add("--keepalive-timeout", default=75.0, type=_non_negative_float, help="idle seconds")
+    add(
+        "--request-timeout",
+        default=60.0,
+        type=_non_negative_float,
+        help="seconds a client may take to send one request",
+    )
+    add(
+        "--drain-grace",
+        default=0.0,
+        type=_non_negative_float,
+        help="on SIGTERM, seconds to keep accepting while not Ready (endpoint removal lag)",
+    )
+    add(
+        "--drain-timeout",
+        default=25.0,
+        type=_non_negative_float,
+        help="on SIGTERM, seconds to let in-flight requests finish",
+    )
+    add("--model-dir", default="/tmp/modelserve", help="where downloaded models are kept")
+    add("--pvc-root", default="/mnt/models", help="where pvc://CLAIM/PATH claims are mounted")
+    add("--download-timeout", default=60.0, type=_non_negative_float, help="seconds per try")
+    add("--download-retries", default=3, type=_non_negative_int, help="retries on failure")
+    add("--log-format", default="text", choices=("text", "json"), help="log line format")
+    add("--log-level", default="INFO", help="log level")
+    add("--access-log", default=True, type=_bool, help="one log line per request")
+    add(
+        "--drift-max-features",
+        default=64,
+        type=_non_negative_int,
+        help="input features per input tracked by the drift statistics metrics",
+    )
+    return parser
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Parse flags over environment variables; exits with a usage message on bad input."""
+    environ = os.environ if env is None else env
+    parser = _parser(environ)
+    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("--model (or MODELSERVE_MODEL) is required")
+    if args.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+        parser.error(f"--graph-optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
+    if args.log_format not in ("text", "json"):
+        parser.error("--log-format must be text or json")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    try:
+        token = args.auth_token or _read_secret(args.auth_token_file)
+        secret = args.jwt_secret or _read_secret(args.jwt_secret_file)
+        public_key = _read_secret(args.jwt_public_key_file)
+    except OSError as exc:
+        parser.error(f"cannot read a secret file: {exc}")
+    if secret and public_key:
+        parser.error("choose one of --jwt-secret and --jwt-public-key-file")
+    name = args.name or _default_name(args.model)
+    if "/" in name or not name:
+        parser.error(f"model name {name!r} must be non-empty and contain no '/'")
+    return Settings(
+        model=args.model,
+        name=name,
+        version=str(args.version),
+        sha256=args.sha256.lower() if args.sha256 else None,
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        instances=args.instances,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
+        graph_optimization=args.graph_optimization,
+        warmup=args.warmup,
+        max_body_bytes=args.max_body_bytes,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        reject_nonfinite=args.reject_nonfinite,
+        auth_token=token,
+        jwt_secret=secret,
+        jwt_public_key=public_key,
+        jwt_audience=args.jwt_audience,
+        jwt_issuer=args.jwt_issuer,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        keepalive_timeout=args.keepalive_timeout,
+        request_timeout=args.request_timeout,
+        drain_grace=args.drain_grace,
+        drain_timeout=args.drain_timeout,
+        model_dir=Path(args.model_dir),
+        pvc_root=Path(args.pvc_root),
+        download_timeout=args.download_timeout,
+        download_retries=args.download_retries,
+        log_format=args.log_format,
+        log_level=str(args.log_level).upper(),
+        access_log=args.access_log,
+        drift_max_features=args.drift_max_features,
+    )
+
+
+def _default_name(uri: str) -> str:
+    """`https://host/fraud/v7.onnx?sig=...` → `v7`: the file name without query or suffix."""
+    tail = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return tail.removesuffix(".onnx") or "model"

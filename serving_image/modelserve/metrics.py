@@ -1,0 +1,284 @@
+"""Prometheus metrics: the numbers the operator's rollout analysis judges a revision by.
+
+Names follow Prometheus conventions (`modelserve_` prefix, base units, `_total` counters) and
+every series carries `model` and `version`, so a canary and its stable revision are compared on
+the same query.
+
+The per-request series (requests, latencies, batch sizes, drift) are plain counters updated only
+on the event loop thread, so they need no lock: an observation is a bisect and two additions
+instead of prometheus_client's locked objects, and drift statistics are folded in bulk (every
+few hundred rows, and before each scrape) rather than computed per batch. On a small model that
+difference is a measurable share of a request's cost. Gauges that describe live state (queue
+depth, in-flight) are read at scrape time from the objects that own them.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+CONTENT_TYPE: Final = b"text/plain; version=0.0.4; charset=utf-8"
+
+# At most 50% apart from 1 ms to 10 s (25-30% above 10 ms): a p99 read from these is within
+# a bucket's width. tests/unit/test_analysis_window.py pins a copy: change both together.
+LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0065, 0.008,
+    0.01, 0.013, 0.016, 0.02, 0.025, 0.032, 0.04, 0.05, 0.065, 0.08,
+    0.1, 0.13, 0.16, 0.2, 0.25, 0.32, 0.4, 0.5, 0.65, 0.8,
+    1.0, 1.3, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.5, 8.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+DRIFT_FOLD_ROWS: Final = 512
+
+
+class Histogram:
+    """A Prometheus histogram for one thread (the event loop's): no lock needed."""
+
+    __slots__ = ("bounds", "counts", "created", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        """Count one observation (`le` is inclusive, as Prometheus defines it)."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        """Export as cumulative buckets, with a `_created` sample as prometheus_client writes
+        (a changed one tells the operator's analysis that the process restarted)."""
+        cumulative, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            cumulative.append((_le(bound), running))
+        family.add_metric(labels, cumulative, self.total)
+        names = family._labelnames
+        family.samples.append(
+            Sample(f"{family.name}_created", dict(zip(names, labels, strict=True)), self.created)
+        )
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class DriftStats:
+    """Running count, mean and variance of each input feature (the first N values of a row).
+
+    The operator compares these between the stable and canary revisions to spot input drift.
+    Sums and sums of squares are exported too, so a window's mean is Δsum / Δrows. Batches are
+    queued by reference and folded in bulk, which costs a fraction of folding each one.
+    """
+
+    def __init__(self, max_features: int) -> None:
+        self._max = max_features
+        self._queued: dict[str, list[np.ndarray[Any, Any]]] = {}
+        self._queued_rows = 0
+        self.rows: dict[str, int] = {}
+        self.sums: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        self.squares: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+
+    def add(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> None:
+        """Queue one batch's inputs (numeric ones with a batch dimension)."""
+        if self._max == 0:
+            return
+        rows = 0
+        for name, array in feeds.items():
+            if array.ndim and array.shape[0] and array.dtype.kind in "biuf":
+                self._queued.setdefault(name, []).append(array)
+                rows = max(rows, array.shape[0])
+        self._queued_rows += rows
+        if self._queued_rows >= DRIFT_FOLD_ROWS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold what is queued into the running sums."""
+        for name, arrays in self._queued.items():
+            values = np.concatenate([a.reshape(a.shape[0], -1)[:, : self._max] for a in arrays])
+            values = values.astype(np.float64, copy=False)
+            total = values.sum(axis=0)
+            squares = np.einsum("ij,ij->j", values, values)
+            if name in self.sums:
+                self.rows[name] += values.shape[0]
+                self.sums[name] += total
+                self.squares[name] += squares
+            else:
+                self.rows[name] = values.shape[0]
+                self.sums[name] = total
+                self.squares[name] = squares
+        self._queued.clear()
+        self._queued_rows = 0
+
+
+class _Hot(Collector):
+    """Exports the loop-thread counters at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        base = ["model", "version"]
+        requests = CounterMetricFamily(
+            "modelserve_requests",
+            "Inference requests answered, by protocol and HTTP status code",
+            labels=[*base, "protocol", "code"],
+        )
+        for (protocol, code), count in sorted(m.requests.items()):
+            created = m.requests_created[(protocol, code)]
+            requests.add_metric([*m.labels, protocol, str(code)], count, created=created)
+        latency = HistogramMetricFamily(
+            "modelserve_request_duration_seconds",
+            "Inference request latency from the request's last byte to its response",
+            labels=[*base, "protocol"],
+        )
+        for protocol, histogram in sorted(m.request_seconds.items()):
+            histogram.add_to(latency, [*m.labels, protocol])
+        inference = HistogramMetricFamily(
+            "modelserve_inference_duration_seconds",
+            "ONNX Runtime time per (batched) inference",
+            labels=base,
+        )
+        m.inference_seconds.add_to(inference, list(m.labels))
+        batch = HistogramMetricFamily(
+            "modelserve_batch_size", "Rows per inference after dynamic batching", labels=base
+        )
+        m.batch_size.add_to(batch, list(m.labels))
+        return [requests, latency, inference, batch, *self._drift()]
+
+    def _drift(self) -> list[Metric]:
+        m = self._metrics
+        drift = m.drift
+        drift.fold()
+        labels = ["model", "version", "input"]
+        feature = [*labels, "feature"]
+        rows = GaugeMetricFamily(
+            "modelserve_input_rows", "Rows seen per input by the drift statistics", labels=labels
+        )
+        sums = GaugeMetricFamily(
+            "modelserve_input_feature_sum", "Sum of each input feature", labels=feature
+        )
+        squares = GaugeMetricFamily(
+            "modelserve_input_feature_sum_squares",
+            "Sum of squares of each input feature",
+            labels=feature,
+        )
+        means = GaugeMetricFamily(
+            "modelserve_input_feature_mean", "Running mean of each input feature", labels=feature
+        )
+        variances = GaugeMetricFamily(
+            "modelserve_input_feature_variance",
+            "Running population variance of each input feature",
+            labels=feature,
+        )
+        for name, count in drift.rows.items():
+            rows.add_metric([*m.labels, name], count)
+            total, sq = drift.sums[name], drift.squares[name]
+            mean = total / count
+            variance = np.maximum(sq / count - mean * mean, 0.0)
+            for index in range(total.shape[0]):
+                key = [*m.labels, name, str(index)]
+                sums.add_metric(key, float(total[index]))
+                squares.add_metric(key, float(sq[index]))
+                means.add_metric(key, float(mean[index]))
+                variances.add_metric(key, float(variance[index]))
+        return [rows, sums, squares, means, variances]
+
+
+class Metrics:
+    """The server's metrics in their own registry (no global state; tests can run several).
+
+    `observe_*` must be called on the event loop thread.
+    """
+
+    def __init__(self, *, model: str, version: str, drift_max_features: int = 64) -> None:
+        self.labels = (model, version)
+        self.requests: dict[tuple[str, int], int] = {}
+        self.requests_created: dict[tuple[str, int], float] = {}
+        self.request_seconds: dict[str, Histogram] = {}
+        self.inference_seconds = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(tuple(float(b) for b in BATCH_BUCKETS))
+        self.drift = DriftStats(drift_max_features)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Hot(self))
+        labels = ["model", "version"]
+        self._queue = Gauge(
+            "modelserve_queue_depth", "Requests waiting for the model", labels,
+            registry=self.registry,
+        )  # fmt: skip
+        self._inflight = Gauge(
+            "modelserve_inflight_requests", "Inference requests received and not yet answered",
+            labels, registry=self.registry,
+        )  # fmt: skip
+        self._ready = Gauge(
+            "modelserve_ready",
+            "1 when the server answers inference",
+            labels,
+            registry=self.registry,
+        )
+        self._load = Gauge(
+            "modelserve_model_load_seconds",
+            "Seconds spent fetching, loading and warming up the model",
+            labels,
+            registry=self.registry,
+        )
+        self._info = Info(
+            "modelserve_model", "The served model's identity", labels, registry=self.registry
+        )
+
+    def observe_request(self, protocol: str, code: int, seconds: float) -> None:
+        """Count one answered inference request and its latency."""
+        key = (protocol, code)
+        count = self.requests.get(key)
+        if count is None:
+            self.requests_created[key] = time.time()
+            count = 0
+        self.requests[key] = count + 1
+        histogram = self.request_seconds.get(protocol)
+        if histogram is None:
+            histogram = self.request_seconds[protocol] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
+    def observe_batch(
+        self, rows: int, seconds: float, feeds: Mapping[str, np.ndarray[Any, Any]]
+    ) -> None:
+        """Count one inference: its time, its rows, and its inputs for the drift statistics."""
+        self.inference_seconds.observe(seconds)
+        self.batch_size.observe(rows)
+        self.drift.add(feeds)
+
+    def track(self, *, queue_depth: Callable[[], float], inflight: Callable[[], float]) -> None:
+        """Read live gauges from their owners at scrape time."""
+        self._queue.labels(*self.labels).set_function(queue_depth)
+        self._inflight.labels(*self.labels).set_function(inflight)
+
+    def model_loaded(self, *, seconds: float, sha256: str, uri: str) -> None:
+        """Record the load time and the served bytes' identity (an info metric)."""
+        self._load.labels(*self.labels).set(seconds)
+        self._info.labels(*self.labels).info(
+            {"sha256": sha256, "uri": uri, "platform": "onnxruntime_onnx"}
+        )
+
+    def set_ready(self, ready: bool) -> None:
+        """Mirror readiness, so a dashboard shows draining pods."""
+        self._ready.labels(*self.labels).set(1 if ready else 0)
+
+    def exposition(self) -> bytes:
+        """The text exposition format for a scrape (call on the loop thread)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,180 @@
+"""The ONNX Runtime session: loading, metadata in OIP terms, warm-up and inference.
+
+`run` is called from a worker thread (ONNX Runtime releases the GIL while it computes), never on
+the event loop, so one slow inference does not stall every other connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import onnxruntime as ort  # type: ignore[import-untyped]
+
+from .errors import ModelLoadError
+
+log = logging.getLogger("modelserve.model")
+
+# ONNX tensor type → (OIP datatype, numpy dtype). BF16 has no numpy dtype and is not served.
+ONNX_TYPES: Final[dict[str, tuple[str, np.dtype[Any]]]] = {
+    "tensor(bool)": ("BOOL", np.dtype(np.bool_)),
+    "tensor(uint8)": ("UINT8", np.dtype(np.uint8)),
+    "tensor(uint16)": ("UINT16", np.dtype(np.uint16)),
+    "tensor(uint32)": ("UINT32", np.dtype(np.uint32)),
+    "tensor(uint64)": ("UINT64", np.dtype(np.uint64)),
+    "tensor(int8)": ("INT8", np.dtype(np.int8)),
+    "tensor(int16)": ("INT16", np.dtype(np.int16)),
+    "tensor(int32)": ("INT32", np.dtype(np.int32)),
+    "tensor(int64)": ("INT64", np.dtype(np.int64)),
+    "tensor(float16)": ("FP16", np.dtype(np.float16)),
+    "tensor(float)": ("FP32", np.dtype(np.float32)),
+    "tensor(double)": ("FP64", np.dtype(np.float64)),
+    "tensor(string)": ("BYTES", np.dtype(np.object_)),
+}
+# OIP datatype → numpy dtype, for decoding what a client sends.
+DATATYPES: Final[dict[str, np.dtype[Any]]] = dict(ONNX_TYPES.values())
+OPTIMIZATION: Final = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+Feeds = dict[str, np.ndarray[Any, Any]]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: OIP name, datatype and shape (-1 for a dynamic dimension)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    def metadata(self) -> dict[str, Any]:
+        """The OIP tensor metadata object."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @property
+    def features(self) -> int:
+        """Values per row (the product of the non-batch dimensions; 1 when any is dynamic)."""
+        fixed = [d for d in self.shape[1:] if d > 0]
+        if len(fixed) != len(self.shape) - 1:
+            return 1
+        return int(np.prod(fixed)) if fixed else 1
+
+
+def _spec(arg: Any) -> TensorSpec:
+    if arg.type not in ONNX_TYPES:
+        raise ModelLoadError(f"tensor {arg.name!r} has type {arg.type}, which is not served")
+    datatype, dtype = ONNX_TYPES[arg.type]
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(name=arg.name, datatype=datatype, shape=shape, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """The ONNX Runtime knobs the server exposes as flags."""
+
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+
+
+class Model:
+    """A loaded ONNX model and what the protocol needs to know about it."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        *,
+        name: str,
+        version: str,
+        sha256: str,
+        load_seconds: float,
+    ) -> None:
+        self.session = session
+        self.name = name
+        self.version = version
+        self.sha256 = sha256
+        self.load_seconds = load_seconds
+        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in session.get_inputs())
+        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in session.get_outputs())
+        self.input_by_name = {spec.name: spec for spec in self.inputs}
+        self.output_by_name = {spec.name: spec for spec in self.outputs}
+        self.output_names = [spec.name for spec in self.outputs]
+        # Batching concatenates requests along the first dimension: only sound when every
+        # input and output has a dynamic first dimension.
+        self.batchable = all(s.shape and s.shape[0] == -1 for s in self.inputs + self.outputs)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        name: str,
+        version: str,
+        sha256: str,
+        options: SessionOptions,
+    ) -> Model:
+        """Create the session; a file ONNX Runtime cannot parse raises ModelLoadError."""
+        started = time.perf_counter()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.intra_op_threads
+        so.inter_op_num_threads = options.inter_op_threads
+        so.graph_optimization_level = OPTIMIZATION[options.graph_optimization]
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelLoadError(f"not a valid ONNX model: {path}: {exc}") from exc
+        return cls(
+            session,
+            name=name,
+            version=version,
+            sha256=sha256,
+            load_seconds=time.perf_counter() - started,
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """The OIP model metadata response."""
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [s.metadata() for s in self.inputs],
+            "outputs": [s.metadata() for s in self.outputs],
+        }
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None = None
+    ) -> Feeds:
+        """Run the session; blocking, so call it from a worker thread."""
+        if outputs:
+            return dict(zip(outputs, self.session.run(list(outputs), feeds), strict=True))
+        return dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
+
+    def warm_up(self) -> None:
+        """One inference on zeros (dynamic dimensions as 1): proves the model really runs.
+
+        Readiness waits for this, so the first client request never pays for lazy
+        initialisation and a model that loads but cannot run never turns Ready.
+        """
+        feeds: Feeds = {}
+        for spec in self.inputs:
+            shape = tuple(1 if d < 0 else d for d in spec.shape)
+            if spec.datatype == "BYTES":
+                feeds[spec.name] = np.full(shape, "", dtype=np.object_)
+            else:
+                feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        try:
+            self.run(feeds)
+        except Exception as exc:
+            raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
