@@ -85,9 +85,10 @@ class Batching(ApiModel):
     """Dynamic batching: concurrent requests are merged into one inference call."""
 
     max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
-    """Most requests merged into one batch."""
+    """Most rows in one inference call (1 turns batching off)."""
     max_delay_ms: Annotated[int, Field(ge=0, le=1000)] = 2
-    """Longest a request waits for others to join its batch, in milliseconds."""
+    """Longest a request waits for others to join its batch, in milliseconds (0: batch only
+    what queued while the model was busy, adding no delay)."""
 
 
 class Threads(ApiModel):
@@ -239,7 +240,8 @@ class Serving(ApiModel):
     resources: ResourceRequirements | None = None
     """CPU and memory requests and limits of the serving container."""
     batching: Batching | None = None
-    """Merge concurrent requests into batches; off when not set."""
+    """Batching limits. Not set: the server batches greedily (whatever queued while the model
+    was busy, up to 32 rows) without adding delay."""
     threads: Threads | None = None
     """ONNX Runtime thread pools."""
     env: Annotated[list[EnvVar] | None, Field(max_length=64)] = None
