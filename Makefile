@@ -6,10 +6,11 @@ CRD := crds/modeldeployments.modeldeploy.io.yaml
 CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
 .PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
-	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo clean
+	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo down \
+	bench-serving bench-operator clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 deps: ## Debian packages the tests and the local cluster need (root; only what is missing)
 	hack/deps.sh
@@ -77,8 +78,16 @@ control-plane-up: install cluster-build ## only the control plane (no node, no r
 control-plane-down: ## stop what control-plane-up started
 	$(PY) hack/cluster/localkube.py down
 
-demo: install cluster-build ## the main job (for now: control plane, CRD, examples; see README)
+demo: deps install cluster-build images ## the main job: a real node, the chart, a canary to promotion
 	hack/demo.sh
+
+down: cluster-down ## remove everything the demo started
+
+bench-serving: install ## serving benchmark against peers (needs wrk; add --setup once)
+	$(PY) benchmarks/serving.py
+
+bench-operator: install cluster-build ## 100 and 1,000 ModelDeployments on the control plane
+	$(PY) benchmarks/operator_scale.py
 
 clean: ## remove local state (the built binaries stay cached in ~/.cache/modeldeploy)
 	-$(PY) hack/cluster/node/localnode.py down
