@@ -7,7 +7,7 @@ CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
 .PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
 	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo down \
-	bench-serving bench-operator clean
+	bench-serving bench-operator chart-lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,11 @@ lint: install ## ruff, mypy (strict) and the import-linter layer contracts
 	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py \
 		hack/cluster/node/localnode.py hack/cluster/node/nodehost.py
 	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory chart-lint
 
+chart-lint: ## helm lint and helm template of the chart (helm pinned, from hack/helm.sh)
+	h=$$(hack/helm.sh | tail -n 1); $$h lint --strict charts/modeldeploy \
+		&& $$h template modeldeploy charts/modeldeploy >/dev/null
 cluster-build: ## build etcd, the control plane, kubelet and kube-proxy from source (cached)
 	hack/cluster/build.sh
 	hack/cluster/build.sh kubelet kube-proxy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,6 +55,9 @@ def run_operator(
             liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
             standalone=peering is None,
             peering_name=peering,
+            # kopf pauses every replica that shares the highest priority: each replica gets its
+            # own, so exactly one is active and the others take over when it goes away.
+            priority=secrets.randbelow(2**30) + 1 if peering else 0,
         )
 
     asyncio.run(main())
