@@ -107,8 +107,11 @@ class Collector:
                 log.warning("scraping %s/%s: %s", namespace, pod, exc)
         return RevisionSample(time.monotonic(), pods)
 
-    def forget(self, namespace: str, revision: str) -> None:
-        self._scrapes.pop((namespace, revision), None)
+    def forget_owner(self, namespace: str, owner: str) -> None:
+        """Drop the scrapes of a deleted ModelDeployment's revisions (NAME-<hash>)."""
+        for key in [k for k in self._scrapes if k[0] == namespace and
+                    k[1].startswith(f"{owner}-")]:  # fmt: skip
+            del self._scrapes[key]
 
     # --- prometheus ---------------------------------------------------------------------
 

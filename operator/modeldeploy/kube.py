@@ -8,8 +8,11 @@ prove a no-op reconcile writes nothing). Errors are wrapped with what was being 
 from __future__ import annotations
 
 import base64
+import logging
+import socket
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes import client, config
@@ -22,6 +25,7 @@ from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.errors import KubeError
 from modeldeploy.naming import FIELD_MANAGER, MANAGED_BY, label_selector, owner_selector
 
+log = logging.getLogger(__name__)
 SCALE_MANAGER: Final = f"{FIELD_MANAGER}-scale"
 """Field manager of replica-only applies to old revisions (see plan._scale_only)."""
 CHILD_KINDS: Final = {
@@ -174,6 +178,31 @@ class Kube:
         if data is None:
             raise KubeError(f"Secret {namespace}/{name} has no key {key!r}", "")
         return base64.b64decode(data).decode().strip()
+
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `obj` (what `kubectl describe` lists). Best effort: a lost
+        event is logged, never a reason to fail a reconcile."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.",
+                                         namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"), kind=obj.get("kind"), name=meta["name"],
+                namespace=meta["namespace"], uid=meta.get("uid"),
+            ),
+            type=type_, reason=reason, message=message[:1024], count=1,
+            first_timestamp=now, last_timestamp=now,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER, reporting_instance=socket.gethostname(),
+        )  # fmt: skip
+        try:
+            client.CoreV1Api(self.api).create_namespaced_event(meta["namespace"], event)
+        except ApiException as exc:
+            log.warning("posting event %s on %s/%s: %s", reason, meta["namespace"],
+                        meta["name"], exc.body or exc.reason)  # fmt: skip
+            return
+        metrics.API_WRITES.labels(verb="create", kind="Event").inc()
 
 
 def current_namespace() -> str:

@@ -111,6 +111,10 @@ def example(name: str = "iris") -> dict[str, Any]:
     return doc
 
 
+def describe(crd, namespace: str, name: str = "iris") -> str:
+    return str(crd.kubectl("describe", "md", name, "-n", namespace).stdout)
+
+
 def revisions(crd, namespace: str, owner: str) -> list[str]:
     return sorted(name for kind, name in children(crd, namespace, owner) if kind == "Deployment")
 
@@ -150,8 +154,8 @@ def test_apply_creates_owned_children_and_real_pods(crd, operator, namespace):
     assert status["phase"] == "Progressing"  # pods cannot run without a node
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
-    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
-    assert "RevisionCreated" in described
+    described = wait_for(lambda: "RevisionCreated" in (d := describe(crd, namespace)) and d,
+                         "the RevisionCreated event")  # fmt: skip
     assert f"created revision {deploy_name} (model v1)" in described
 
 
@@ -191,7 +195,8 @@ def test_hand_edits_and_deletions_are_repaired(crd, operator, namespace):
         return ("Service", "iris-stable") in found and image == "modeldeploy/serving:dev"
 
     wait_for(repaired, "the Service and the image repaired", operator, timeout=6 * RESYNC_SECONDS)
-    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
+    described = wait_for(lambda: "was missing" in (d := describe(crd, namespace)) and d,
+                         "the Repaired events")  # fmt: skip
     assert "Service iris-stable was missing; recreated" in described
     assert f"Deployment {deploy} was changed by hand; restored" in described
 
@@ -268,8 +273,8 @@ def test_rollout_controls_from_the_command_line(crd, operator, namespace):
     assert status()["rolledBackRevision"]["name"] == canary
     wait_for(lambda: get(crd, namespace, "deploy", canary)["spec"]["replicas"] == 0, "canary at 0")
     assert get(crd, namespace, "deploy", stable)["spec"]["replicas"] == 2
-    described = crd.kubectl("describe", "md", "iris", "-n", namespace).stdout
-    assert "aborted by the user (modeldeploy abort)" in described
+    wait_for(lambda: "aborted by the user (modeldeploy abort)" in describe(crd, namespace),
+             "the RolledBack event")  # fmt: skip
     labels = f'name="iris",namespace="{namespace}"'
     exported = operator.metrics()
     assert f'modeldeploy_phase{{{labels},phase="RolledBack"}} 1.0' in exported

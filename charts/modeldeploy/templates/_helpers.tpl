@@ -56,11 +56,11 @@ The rules the operator needs on namespaced objects, for a ClusterRole (whole clu
 per watched namespace. Each rule is proven necessary by tests/integration/test_rbac.py.
 */}}
 {{- define "modeldeploy.namespacedRules" -}}
-# ModelDeployments: kopf lists and watches them, and patches its finalizer onto each (the
-# resync timer needs it); the operator writes their status.
+# ModelDeployments: kopf lists and watches them (no finalizer: the operator uses no kopf
+# timers); the operator writes their status.
 - apiGroups: ["modeldeploy.io"]
   resources: ["modeldeployments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["modeldeploy.io"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]
