@@ -27,7 +27,7 @@ k() { "$kubectl" "$@"; }
 
 say "the operator, from the Helm chart"
 "$helm" upgrade --install modeldeploy charts/modeldeploy --namespace modeldeploy-system \
-  --create-namespace --wait --timeout 5m \
+  --create-namespace --wait --timeout 5m --force-conflicts \
   --set operator.resyncSeconds=5
 k -n modeldeploy-system get pods
 
@@ -58,15 +58,21 @@ trap 'kill $load 2>/dev/null || true' EXIT
 
 say "version 2 as a canary: 10% then 50% of traffic, checked every 10s, promoted if healthy"
 manifest v2 | k -n "$NS" apply -f -
+progress='import json, sys
+s = json.load(sys.stdin).get("status", {})
+checks = (s.get("analysis") or {}).get("checks") or [{}]
+print("phase=%s weight=%s%% step=%s stable=%s canary=%s last-check=%s" % (
+    s.get("phase"), s.get("canaryWeight", 0), s.get("currentStep", "-"),
+    (s.get("stableRevision") or {}).get("modelVersion"),
+    (s.get("canaryRevision") or {}).get("modelVersion", "-"), checks[-1].get("verdict", "-")))'
 last=""
 for _ in $(seq 1 150); do
-  line=$(k -n "$NS" get md iris --no-headers -o custom-columns=\
-'PHASE:.status.phase,WEIGHT:.status.canaryWeight,STEP:.status.currentStep,STABLE:.status.stableRevision.modelVersion,CANARY:.status.canaryRevision.modelVersion,CHECK:.status.analysis.checks[-1:].verdict')
+  line=$(k -n "$NS" get md iris -o json | "$PY" -c "$progress")
   if [ "$line" != "$last" ]; then
-    printf '%s  phase=%s weight=%s%% step=%s stable=%s canary=%s last-check=%s\n' "$(date +%T)" $line
+    echo "$(date +%T)  $line"
     last=$line
   fi
-  case $line in Healthy*v2*) break ;; RolledBack*) break ;; esac
+  case $line in *phase=Healthy*stable=v2*|*phase=RolledBack*) break ;; esac
   sleep 2
 done
 k -n "$NS" get md iris -o wide
