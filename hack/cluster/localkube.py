@@ -91,6 +91,16 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self.kubectl_bin = kubectl_bin
 
+    def create_namespace(self, name: str, timeout: float = 30.0) -> None:
+        """Create a namespace and wait for its default ServiceAccount: pods are refused until
+        the controller-manager has made it, a moment after the namespace."""
+        self.kubectl("create", "namespace", name)
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"no default ServiceAccount in {name} after {timeout}s")
+            time.sleep(0.2)
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:

@@ -127,11 +127,6 @@ def namespace(cluster: localkube.Cluster, request: pytest.FixtureRequest) -> Ite
     suffix = secrets.token_hex(3)
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_")).strip("-")
     name = f"e2e-{slug[: 50 - len(suffix)].strip('-')}-{suffix}"
-    cluster.kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no default ServiceAccount in namespace {name} after 30s")
-        time.sleep(0.2)
+    cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,14 +72,7 @@ def namespace_name(test_name: str) -> str:
 def namespace(cluster: localkube.Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards (without waiting for finalization)."""
     name = namespace_name(request.node.name)
-    cluster.kubectl("create", "namespace", name)
-    # Pods are refused until the namespace's default ServiceAccount exists; the controller-manager
-    # makes it a moment after the namespace.
-    deadline = time.monotonic() + 30
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no default ServiceAccount in namespace {name} after 30s")
-        time.sleep(0.2)
+    cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
