@@ -38,7 +38,7 @@ def run_operator(
         # (what it created, configured, scaled) are what a user reads.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings, Kube(load_config()))
+    handlers.register(registry, settings, Kube(load_config(connections=settings.workers)))
     if metrics_port:
         start_http_server(metrics_port)
 
