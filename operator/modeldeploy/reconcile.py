@@ -161,7 +161,7 @@ def _reconcile(
         live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
             APPLIED_ANNOTATION
         )
-        if live is not None and live_hash == digest:
+        if live is not None and live_hash == digest and not _only_rescaled(stamped, live):
             out.events.append(
                 Event("Normal", "Repaired", f"{kind} {name} was changed by hand; restored")
             )
@@ -175,6 +175,21 @@ def _reconcile(
         out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
     _sync_status(kube, owner, previous, decided.status, out)
     return out
+
+
+def _only_rescaled(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+    """Does `live` differ from `desired` only in spec.replicas? An old revision scaled down by
+    the scale-only manager and now wanted again looks like that: our own change, not a hand
+    edit to report as repaired.
+
+    >>> d = {"kind": "Deployment", "spec": {"replicas": 2, "template": {"x": 1}}}
+    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 1}}})
+    True
+    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 2}}})
+    False
+    """
+    spec = {k: v for k, v in desired.get("spec", {}).items() if k != "replicas"}
+    return is_subset({**desired, "spec": spec}, live)
 
 
 def pending_action(requested: str | None, handled: str | None) -> Action | None:
