@@ -184,22 +184,35 @@ class _Operator:
         return reconcile(self.kube, body, parsed, self.settings, datetime.now(UTC), self.collector)
 
     async def resync_forever(self) -> None:
-        """Reconcile what is due: a time-based step, a retry, or the periodic drift check."""
+        """Reconcile what is due: a time-based step, a retry, or the periodic drift check.
+
+        Each due object gets a task of its own, so one slow reconcile (a pod that answers its
+        metrics scrape late) delays nobody else's step; an object whose reconcile is still
+        running is not queued twice."""
+        running: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now, clock = datetime.now(UTC), time.monotonic()
             due = [
                 key
                 for key, entry in self.tracked.items()
-                if (entry.wake_at is not None and now >= entry.wake_at)
-                or clock - entry.last_run >= self.settings.resync_seconds
+                if not entry.lock.locked()
+                and (
+                    (entry.wake_at is not None and now >= entry.wake_at)
+                    or clock - entry.last_run >= self.settings.resync_seconds
+                )
             ]
             for key in due:
                 self.tracked[key].last_run = clock  # checked now, even if nothing changed
-                try:
-                    await self.run(key)
-                except Exception:  # one object's bug must not stop the others' resync
-                    log.exception("resync of ModelDeployment %s/%s failed", *key)
+                task = asyncio.create_task(self._resync(key), name=f"resync {key[0]}/{key[1]}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+    async def _resync(self, key: tuple[str, str]) -> None:
+        try:
+            await self.run(key)
+        except Exception:  # one object's bug must not stop the others' resync
+            log.exception("resync of ModelDeployment %s/%s failed", *key)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:

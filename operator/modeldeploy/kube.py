@@ -28,6 +28,9 @@ from modeldeploy.naming import FIELD_MANAGER, MANAGED_BY, label_selector, owner_
 log = logging.getLogger(__name__)
 SCALE_MANAGER: Final = f"{FIELD_MANAGER}-scale"
 """Field manager of replica-only applies to old revisions (see plan._scale_only)."""
+TIMEOUT: Final = (5.0, 60.0)
+"""(connect, read) seconds for every request: without one, a connection that silently died
+would block its reconcile thread, and that object's rollout, forever."""
 CHILD_KINDS: Final = {
     "Deployment": "apps/v1",
     "Service": "v1",
@@ -88,6 +91,7 @@ class Kube:
                 field_manager=manager,
                 force_conflicts=True,
                 serialize=False,  # nothing reads the reply: do not build objects from it
+                _request_timeout=TIMEOUT,
             )
             _release(reply)
         except ApiException as exc:
@@ -97,7 +101,10 @@ class Kube:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:
             self._resource(CHILD_KINDS[kind], kind).delete(
-                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                name=name,
+                namespace=namespace,
+                body={"propagationPolicy": "Background"},
+                _request_timeout=TIMEOUT,
             )
         except NotFoundError:
             return
@@ -114,6 +121,7 @@ class Kube:
                 namespace=namespace,
                 content_type="application/merge-patch+json",
                 serialize=False,
+                _request_timeout=TIMEOUT,
             )
             _release(reply)
         except ApiException as exc:
@@ -124,7 +132,11 @@ class Kube:
         metrics.API_READS.labels(kind=kind).inc()
         resource = self._resource(REFERENCE_KINDS[kind], kind)
         try:
-            resource.get(name=name, namespace=namespace if resource.namespaced else None)
+            resource.get(
+                name=name,
+                namespace=namespace if resource.namespaced else None,
+                _request_timeout=TIMEOUT,
+            )
         except NotFoundError:
             return False
         except ApiException as exc:
@@ -149,7 +161,7 @@ class Kube:
         """A merge patch of the object itself (the CLI's promote, pause...)."""
         try:
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, patch
+                GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -162,7 +174,7 @@ class Kube:
         metrics.API_READS.labels(kind="Pod").inc()
         try:
             pods = client.CoreV1Api(self.api).list_namespaced_pod(
-                namespace, label_selector=selector
+                namespace, label_selector=selector, _request_timeout=TIMEOUT
             )
         except ApiException as exc:
             raise KubeError(f"listing pods {selector} in {namespace}", exc) from exc
@@ -187,7 +199,9 @@ class Kube:
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         metrics.API_READS.labels(kind="Secret").inc()
         try:
-            secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
+            secret = client.CoreV1Api(self.api).read_namespaced_secret(
+                name, namespace, _request_timeout=TIMEOUT
+            )
         except ApiException as exc:
             raise KubeError(f"reading Secret {namespace}/{name}", exc) from exc
         data = (secret.data or {}).get(key)
@@ -213,7 +227,9 @@ class Kube:
             reporting_component=FIELD_MANAGER, reporting_instance=socket.gethostname(),
         )  # fmt: skip
         try:
-            client.CoreV1Api(self.api).create_namespaced_event(meta["namespace"], event)
+            client.CoreV1Api(self.api).create_namespaced_event(
+                meta["namespace"], event, _request_timeout=TIMEOUT
+            )
         except ApiException as exc:
             log.warning("posting event %s on %s/%s: %s", reason, meta["namespace"],
                         meta["name"], exc.body or exc.reason)  # fmt: skip
