@@ -7,7 +7,7 @@ CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
 .PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
 	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo down \
-	bench-serving bench-operator chart-lint clean
+	bench-serving bench-operator chart-lint clean kind-up kind-load kind-e2e kind-demo kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -86,6 +86,32 @@ demo: deps install cluster-build images ## the main job: a real node, the chart,
 	hack/demo.sh
 
 down: cluster-down ## remove everything the demo started
+
+# kind, for users with Docker (it pulls kindest/node from Docker Hub, so not on the CI machine).
+KIND_CLUSTER ?= modeldeploy
+KIND_KUBECONFIG := .cache/kind.kubeconfig
+KIND = "$$(hack/kind.sh | tail -n 1)"
+
+kind-up: ## a kind cluster from kind-config.yaml (Docker): one control plane, two workers
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || \
+		$(KIND) create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 180s
+	mkdir -p .cache && $(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+	@echo "export KUBECONFIG=$(CURDIR)/$(KIND_KUBECONFIG)"
+
+kind-load: ## build the images (Docker keeps them) and load them into the kind nodes
+	hack/images/build.sh --no-load echo operator serving
+	$(KIND) load docker-image --name $(KIND_CLUSTER) \
+		modeldeploy/echo:dev modeldeploy/operator:dev modeldeploy/serving:dev
+
+kind-e2e: install kind-up kind-load ## the end-to-end suite, unchanged, against the kind cluster
+	MODELDEPLOY_E2E_KUBECONFIG=$(KIND_KUBECONFIG) $(call PYTEST,tests/e2e)
+
+kind-demo: install kind-up kind-load ## the demo on kind instead of this machine's node
+	DEMO_KUBECONFIG=$(KIND_KUBECONFIG) hack/demo.sh
+
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	rm -f $(KIND_KUBECONFIG)
 
 bench-serving: install ## serving benchmark against peers (needs wrk; add --setup once)
 	$(PY) benchmarks/serving.py

@@ -39,7 +39,6 @@ HERE = Path(__file__).resolve().parent
 MODE = os.environ.get("MODELDEPLOY_E2E", "")
 EXTERNAL_KUBECONFIG = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
 IMAGES_BUILD = REPO_ROOT / "hack" / "images" / "build.sh"
-SERVING_DOCKERFILE = REPO_ROOT / "serving_image" / "Dockerfile"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,9 +61,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def build_images() -> list[str]:
-    """Build (cached) the images the tests run: the echo server, and the serving image when its
-    Dockerfile exists. Returns the names built."""
-    names = ["echo"] + (["serving"] if SERVING_DOCKERFILE.exists() else [])
+    """Build (cached) the images the tests run: the echo server, the serving image and the
+    operator's (installed by its Helm chart). Returns the names built."""
+    names = ["echo", "serving", "operator"]
     proc = subprocess.run([str(IMAGES_BUILD), "--no-load", *names], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.fail(f"{IMAGES_BUILD} {' '.join(names)} failed:\n{proc.stderr[-3000:]}")

@@ -1,4 +1,5 @@
-"""Rollouts end to end on a real node: the operator, the serving image, the pods provider.
+"""Rollouts end to end on a real node: the operator installed by its Helm chart, the serving
+image, the pods provider.
 
 A ModelDeployment serves the iris sample baked into the serving image; new model versions come
 from an in-cluster model store (a ConfigMap served over HTTP). Real requests flow through the
@@ -10,13 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,46 +90,69 @@ def crd(cluster: localkube.Cluster) -> localkube.Cluster:
     return cluster
 
 
+OPERATOR_IMAGE = "modeldeploy/operator:dev"
+OPERATOR_NAMESPACE = "modeldeploy-e2e"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=modeldeploy"
+
+
 class Operator:
-    """`modeldeploy run` with the cluster's admin credentials, outside the cluster."""
+    """The operator as platform teams run it: `helm install` of charts/modeldeploy, its pod in
+    the cluster on the chart's own ServiceAccount and RBAC."""
 
-    def __init__(self, cluster: localkube.Cluster, log: Path) -> None:
-        self.cluster, self.log = cluster, log
-        self.proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, cluster: localkube.Cluster) -> None:
+        self.cluster = cluster
+        helm = subprocess.run([str(REPO / "hack" / "helm.sh")], capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        self.helm = helm.stdout.strip().splitlines()[-1]
 
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "MODELDEPLOY_RESYNC_SECONDS": "2",
-            "MODELDEPLOY_SERVING_IMAGE": SERVING_IMAGE,
-        }
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "modeldeploy.cli", "run", "-A", "--liveness-port=0",
-                 "--metrics-port=0"], env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+    def _helm(self, *args: str) -> None:
+        proc = subprocess.run(
+            [self.helm, *args, "--namespace", OPERATOR_NAMESPACE,
+             "--kubeconfig", str(self.cluster.kubeconfig)],
+            capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.fail(f"helm {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def install(self) -> None:
+        # --force-conflicts: the CRD fixture applied the same CRD first; helm takes it over.
+        chart = str(REPO / "charts" / "modeldeploy")
+        self._helm("upgrade", "--install", "modeldeploy", chart, "--create-namespace", "--wait",
+                   "--timeout", "5m", "--force-conflicts", "--set", "operator.resyncSeconds=2",
+                   "--set", "operator.logFormat=plain")  # fmt: skip
+
+    def uninstall(self) -> None:
+        self._helm("uninstall", "modeldeploy", "--wait", "--timeout", "2m")
+
+    def pods(self) -> list[dict[str, Any]]:
+        return list(kubectl_json(self.cluster, "get", "pods", "-n", OPERATOR_NAMESPACE,
+                                 "-l", OPERATOR_SELECTOR)["items"])  # fmt: skip
+
+    def ready_pod(self) -> str | None:
+        """The one operator pod that is Ready and not going away, if there is one."""
+        ready = [
+            p["metadata"]["name"] for p in self.pods()
+            if not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in p["status"].get("conditions") or [])
+        ]  # fmt: skip
+        return ready[0] if len(ready) == 1 else None
+
+    def logs(self) -> str:
+        return self.cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, "-l", OPERATOR_SELECTOR,
+                                    "--tail=200", check=False).stdout  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def operator(
-    crd: localkube.Cluster, available_images: set[str], tmp_path_factory
-) -> Iterator[Operator]:
-    if SERVING_IMAGE not in available_images:
-        pytest.skip(f"the node has no {SERVING_IMAGE}")
-    op = Operator(crd, tmp_path_factory.mktemp("operator") / "operator.log")
-    op.start()
+def operator(crd: localkube.Cluster, available_images: set[str]) -> Iterator[Operator]:
+    for image in (SERVING_IMAGE, OPERATOR_IMAGE):
+        if image not in available_images:
+            pytest.skip(f"the node has no {image}")
+    op = Operator(crd)
+    op.install()
     yield op
-    op.stop()
+    print(op.logs(), file=sys.stderr)  # shown when a test failed
+    op.uninstall()
 
 
 @pytest.fixture
@@ -200,42 +220,79 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+LOAD_SCRIPT = """
+import json, sys, time, urllib.error, urllib.request
+url, rate, rows = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+body = json.dumps({"inputs": [{"name": "input", "shape": [len(rows), 4], "datatype": "FP32",
+                               "data": rows}]}).encode()
+codes, labels, printed = {}, {}, 0.0
+deadline = time.monotonic() + 600  # bounded, whatever happens to the test
+while time.monotonic() < deadline:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answer = json.load(response)
+            code = response.status
+            label = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
+            labels[json.dumps(label)] = labels.get(json.dumps(label), 0) + 1
+    except urllib.error.HTTPError as err:
+        code = err.code
+    except OSError:
+        code = 0
+    codes[code] = codes.get(code, 0) + 1
+    if time.monotonic() - printed > 0.5:
+        print(json.dumps({"codes": codes, "labels": labels}), flush=True)
+        printed = time.monotonic()
+    time.sleep(1 / rate)
+"""
+
+
 class Load:
-    """Steady requests to the entry Service (kube-proxy routes the node's own traffic too)."""
+    """Steady requests to the entry Service from a pod in the cluster, so kube-proxy spreads
+    them over the revisions' pods as it would any client's (and the suite needs nothing but a
+    kubeconfig: on kind the host cannot reach a ClusterIP). Counts are read from its log."""
 
-    def __init__(self, url: str, rate: float = 20) -> None:
-        self.url, self.rate = url, rate
-        self.codes: Counter[int] = Counter()
-        self.labels: Counter[tuple[int, ...]] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(
+        self, cluster: localkube.Cluster, namespace: str, url: str, rate: float = 20
+    ) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.pod = {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "load"},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "load", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", LOAD_SCRIPT, url, str(rate), json.dumps(ROWS)],
+                "securityContext": NON_ROOT,
+            }]},
+        }  # fmt: skip
+        self._final: dict[str, dict[str, int]] | None = None
 
-    def _run(self) -> None:
-        body = json.dumps({"inputs": [{"name": "input", "shape": [3, 4], "datatype": "FP32",
-                                       "data": ROWS}]}).encode()  # fmt: skip
-        deadline = time.monotonic() + 600  # bounded, whatever happens to the test
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            headers = {"Content-Type": "application/json"}
-            request = urllib.request.Request(self.url, data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    answer = json.load(response)
-                    self.codes[response.status] += 1
-                    label = next(o for o in answer["outputs"] if o["name"] == "label")
-                    self.labels[tuple(label["data"])] += 1
-            except urllib.error.HTTPError as err:
-                self.codes[err.code] += 1
-            except OSError:
-                self.codes[0] += 1
-            time.sleep(1 / self.rate)
+    def _counts(self) -> dict[str, dict[str, int]]:
+        if self._final is not None:
+            return self._final
+        logs = self.cluster.kubectl("logs", "-n", self.namespace, "load", "--tail=1",
+                                    check=False).stdout.strip()  # fmt: skip
+        try:
+            return dict(json.loads(logs)) if logs else {}
+        except json.JSONDecodeError:
+            return {}
+
+    @property
+    def codes(self) -> Counter[int]:
+        return Counter({int(k): v for k, v in self._counts().get("codes", {}).items()})
+
+    @property
+    def labels(self) -> Counter[tuple[int, ...]]:
+        found = self._counts().get("labels", {})
+        return Counter({tuple(json.loads(k)): v for k, v in found.items()})
 
     def __enter__(self) -> Load:
-        self._thread.start()
+        apply(self.cluster, self.namespace, self.pod)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._final = self._counts()  # what the tests read after the pod is gone
+        self.cluster.kubectl("delete", "pod", "load", "-n", self.namespace, "--wait=false",
+                             "--ignore-not-found")  # fmt: skip
 
 
 def serve(cluster: localkube.Cluster, namespace: str, name: str, uri: str, version: str) -> str:
@@ -253,7 +310,7 @@ def serve(cluster: localkube.Cluster, namespace: str, name: str, uri: str, versi
 @pytest.mark.usefixtures("operator")
 def test_a_good_version_walks_the_canary_steps_and_is_promoted(cluster, namespace, model_store):
     url = serve(cluster, namespace, "iris", V1, "v1")
-    with Load(url) as load:
+    with Load(cluster, namespace, url) as load:
         wait_for(lambda: load.codes[200] >= 20, "requests answered by v1")
         apply(cluster, namespace, md("iris", f"{model_store}/iris-v2.onnx", "v2"))
         weights = set()
@@ -279,7 +336,7 @@ def test_a_good_version_walks_the_canary_steps_and_is_promoted(cluster, namespac
 @pytest.mark.usefixtures("operator")
 def test_a_broken_version_is_rolled_back_by_its_metrics(cluster, namespace, model_store):
     url = serve(cluster, namespace, "iris", V1, "v1")
-    with Load(url) as load:
+    with Load(cluster, namespace, url) as load:
         wait_for(lambda: load.codes[200] >= 20, "requests answered by v1")
         apply(cluster, namespace, md("iris", f"{model_store}/iris-broken.onnx", "v3"))
         first_traffic = wait_for(
@@ -320,25 +377,32 @@ def test_deleting_the_modeldeployment_removes_everything(cluster, namespace):
                                       "-l", selector)["items"], "everything gone")  # fmt: skip
 
 
-def test_an_operator_restarted_mid_rollout_continues_at_the_same_step(
+def test_an_operator_pod_deleted_mid_rollout_is_replaced_and_continues_at_the_same_step(
     cluster, namespace, model_store, operator
 ):
     url = serve(cluster, namespace, "iris", V1, "v1")
     doc = md("iris", f"{model_store}/iris-v2.onnx", "v2")
     doc["spec"]["rollout"]["steps"] = [{"setWeight": 25, "pause": "10s"},
-                                       {"setWeight": 50, "pause": "30s"}]  # fmt: skip
-    with Load(url):
+                                       {"setWeight": 50, "pause": "60s"}]  # fmt: skip
+    with Load(cluster, namespace, url):
         apply(cluster, namespace, doc)
         wait_for(lambda: status(cluster, namespace, "iris").get("currentStep") == 1,
                  "the second step", timeout=180)  # fmt: skip
-        operator.stop()
+        old_pod = operator.ready_pod()
+        assert old_pod, "one Ready operator pod"
         before = status(cluster, namespace, "iris")
-        time.sleep(2 * INTERVAL)  # the rollout state is in the status, not in the process
-        operator.start()
-        time.sleep(INTERVAL)
+        cluster.kubectl("delete", "pod", old_pod, "-n", OPERATOR_NAMESPACE, "--wait=false")
+        new_pod = wait_for(lambda: (p := operator.ready_pod()) != old_pod and p,
+                           "a new Ready operator pod", timeout=120)  # fmt: skip
+        time.sleep(2 * INTERVAL)  # the new pod has reconciled: the state is in the status
         after = status(cluster, namespace, "iris")
-        assert after["currentStep"] == 1
+        assert after["currentStep"] == 1, f"{new_pod} went from step 1 to {after['currentStep']}"
         assert after["stepStartedAt"] == before["stepStartedAt"]
         assert after["canaryRevision"] == before["canaryRevision"]
-        wait_for(lambda: (status(cluster, namespace, "iris").get("stableRevision") or {}).get(
-            "modelVersion") == "v2", "v2 promoted after the restart", timeout=180)  # fmt: skip
+        try:
+            wait_for(lambda: (status(cluster, namespace, "iris").get("stableRevision") or {}).get(
+                "modelVersion") == "v2", "v2 promoted by the new pod", timeout=180)  # fmt: skip
+        finally:
+            print(json.dumps(status(cluster, namespace, "iris"), indent=1), file=sys.stderr)
+            print(cluster.kubectl("describe", "md", "iris", "-n", namespace).stdout,
+                  file=sys.stderr)  # fmt: skip
