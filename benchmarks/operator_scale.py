@@ -194,8 +194,7 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="md-scale-"))
     with localkube.LocalCluster(localkube.find_bin_dir(), state) as cluster:
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established",
-                        "crd/modeldeployments.modeldeploy.io")  # fmt: skip
+        cluster.wait_established("modeldeployments.modeldeploy.io")
         config.load_kube_config(str(cluster.kubeconfig))
         client.Configuration._default.connection_pool_maxsize = 32
         metrics_port = free_port()

@@ -101,6 +101,22 @@ class Cluster:
                 raise ClusterError(f"no default ServiceAccount in {name} after {timeout}s")
             time.sleep(0.2)
 
+    def wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        """Wait until a CustomResourceDefinition serves its resource.
+
+        Not `kubectl wait --for=condition=Established`: for a moment after creation the CRD's
+        status.conditions is null, and kubectl 1.35 then fails at once ("accessor error")
+        instead of waiting; that failed a cold CI run."""
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False)
+            if got.returncode == 0 and got.stdout.strip() == "True":
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"CRD {crd} not Established after {timeout}s: {got.stderr}")
+            time.sleep(0.2)
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:

@@ -85,8 +85,7 @@ def iris_broken() -> bytes:
 @pytest.fixture(scope="module")
 def crd(cluster: localkube.Cluster) -> localkube.Cluster:
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/modeldeployments.modeldeploy.io")  # fmt: skip
+    cluster.wait_established("modeldeployments.modeldeploy.io")
     return cluster
 
 

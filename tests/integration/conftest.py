@@ -84,8 +84,5 @@ CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.mode
 def crd(cluster: localkube.Cluster) -> localkube.Cluster:
     """The cluster with the committed ModelDeployment CRD installed and established."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/modeldeployments.modeldeploy.io",
-    )  # fmt: skip
+    cluster.wait_established("modeldeployments.modeldeploy.io")
     return cluster

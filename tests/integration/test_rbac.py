@@ -385,8 +385,7 @@ def httproute_crd(crd) -> Iterator[Callable[[], None]]:
 
     def install() -> None:
         crd.kubectl("apply", "-f", "-", input=yaml.safe_dump(HTTPROUTE_CRD))
-        crd.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/httproutes.gateway.networking.k8s.io")  # fmt: skip
+        crd.wait_established("httproutes.gateway.networking.k8s.io")
 
     yield install
     crd.kubectl("delete", "crd", "httproutes.gateway.networking.k8s.io", "--ignore-not-found",
