@@ -244,8 +244,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
             op.collector.forget_owner(*key)
             metrics.forget(*key)
             return
-        entry = op.tracked.setdefault(key, _Tracked(_snapshot(body)))
-        entry.body = _snapshot(body)
+        snapshot = _snapshot(body)
+        entry = op.tracked.setdefault(key, _Tracked(snapshot))
+        entry.body = snapshot
         await op.run(key)
 
     # A registry of our own does not get kopf's default login handlers: log in the way the
