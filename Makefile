@@ -7,7 +7,7 @@ CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
 .PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
 	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo down \
-	bench-serving bench-operator chart-lint clean kind-up kind-load kind-e2e kind-demo kind-down
+	bench-serving bench-operator chart-lint clean kserve-client kind-up kind-load kind-e2e kind-demo kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,16 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install the package with every extra
+
+# KServe's REST client is one of the serving image's acceptance clients. It gets a virtualenv of
+# its own because kserve pins the kubernetes client, grpc and pandas, which .venv must not inherit.
+KSERVE_CLIENT := .cache/kserve-client
+$(KSERVE_CLIENT)/.installed:
+	python3 -m venv $(KSERVE_CLIENT)
+	$(KSERVE_CLIENT)/bin/pip install -q 'kserve>=0.21,<0.22'
+	touch $@
+
+kserve-client: $(KSERVE_CLIENT)/.installed ## KServe's REST client, for the serving client tests
 
 generate: install ## regenerate the CRD (top level and chart) and docs/api.md from the API models
 	$(VENV)/bin/modeldeploy crd > $(CRD)
@@ -56,8 +66,10 @@ PYTEST = $(PY) -m pytest $(1); rc=$$?; \
 test-unit: install ## pure tests and doctests, no cluster
 	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules)
 
-test-serving: install ## the serving image's server on loopback, real ONNX Runtime
-	$(call PYTEST,tests/serving)
+SERVING_ENV = MODELSERVE_KSERVE_PYTHON=$(abspath $(KSERVE_CLIENT))/bin/python
+
+test-serving: install kserve-client ## the serving image's server on loopback, real ONNX Runtime
+	$(SERVING_ENV) $(call PYTEST,tests/serving)
 
 test-integration: install cluster-build ## tests against a real tier-1 control plane started for the run
 	$(call PYTEST,tests/integration)
@@ -66,8 +78,8 @@ test-e2e: install cluster-build images ## end to end on a real node started for 
 	MODELDEPLOY_E2E=node $(call PYTEST,tests/e2e)
 
 # Every tier this machine can run; the e2e tier needs root and `make deps`.
-test: install cluster-build images ## unit, serving, integration and end-to-end tests (what CI runs)
-	$(call PYTEST,tests/unit operator/modeldeploy --doctest-modules tests/serving tests/integration)
+test: install kserve-client cluster-build images ## unit, serving, integration and end-to-end tests (what CI runs)
+	$(SERVING_ENV) $(call PYTEST,tests/unit operator/modeldeploy --doctest-modules tests/serving tests/integration)
 	MODELDEPLOY_E2E=node $(call PYTEST,tests/e2e)
 
 cluster-up: install cluster-build images ## control plane + a real node on this machine (root); prints KUBECONFIG
