@@ -65,6 +65,12 @@ class PayloadTooLargeError(ServeError):
     status = 413
 
 
+class HeadersTooLargeError(ServeError):
+    """The request line and headers exceed the server's limit (431)."""
+
+    status = 431
+
+
 class UnsupportedMediaTypeError(ServeError):
     """A Content-Encoding the server cannot decode (415)."""
 

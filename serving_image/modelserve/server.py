@@ -28,7 +28,7 @@ from typing import Final, cast
 import httptools
 import orjson
 
-from .errors import BadRequestError, PayloadTooLargeError, ServeError
+from .errors import BadRequestError, HeadersTooLargeError, PayloadTooLargeError, ServeError
 
 log = logging.getLogger("modelserve.server")
 
@@ -133,6 +133,9 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._reading = False  # a message has begun and is not complete
+        self._in_head = False  # ... and its request line and headers are not complete yet
+        self._head_bytes = 0  # bytes received while in the head
+        self._messages = 0  # messages begun on this connection
         self._discarding = False  # a 413 went out; drop the rest of the body, then close
         self._started = 0.0
         self._last_activity = time.monotonic()
@@ -160,6 +163,8 @@ class HttpProtocol(asyncio.Protocol):
         self._last_activity = time.monotonic()
         if self._discarding:
             return
+        counting = self._in_head
+        messages = self._messages
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -171,6 +176,16 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(cause)
             else:
                 self._fail(400, f"malformed HTTP request: {cause or exc}")
+            return
+        # httptools buffers a request line or header value until it ends, so an endless one
+        # would grow without bound (and quadratically in time) before any callback could object.
+        # Only a read that began inside this same head counts: one that also finished a
+        # pipelined request carried that request's body, which is not head.
+        if counting and self._in_head and self._messages == messages:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEADER_BYTES:
+                limit = f"request line and headers exceed {MAX_HEADER_BYTES} bytes"
+                self._reject(HeadersTooLargeError(limit))
 
     def pause_writing(self) -> None:
         self._set_reading(False)
@@ -187,21 +202,29 @@ class HttpProtocol(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._reading = True
+        self._in_head = True
+        self._head_bytes = 0
+        self._messages += 1
         self._started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HeadersTooLargeError(f"request line exceeds {MAX_HEADER_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        if len(self._headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
-            raise BadRequestError("too many or too large headers")
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HeadersTooLargeError(f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
+        if len(self._headers) >= MAX_HEADERS:
+            raise BadRequestError(f"more than {MAX_HEADERS} headers")
         key = name.lower()
         previous = self._headers.get(key)
         self._headers[key] = value if previous is None else previous + b", " + value
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._state.max_body_bytes:
             raise self._too_large()
@@ -261,7 +284,9 @@ class HttpProtocol(asyncio.Protocol):
             self._respond(request, outcome)
 
     def _respond(self, request: Request, response: Response) -> None:
-        keep_alive = request.keep_alive and not self._state.draining
+        # While draining, requests already pipelined behind this one are still answered; the
+        # connection closes after the last of them.
+        keep_alive = request.keep_alive and (not self._state.draining or bool(self._queue))
         if self._closed or self._transport is None:
             keep_alive = False
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,3 +62,29 @@ def test_sigterm_closes_idle_keepalive_and_exits_fast(model_dir: Path, log_dir: 
         started = time.monotonic()
         assert server.stop() == 0  # the idle keep-alive connection does not hold the drain
     assert time.monotonic() - started < 5
+
+
+def test_sigterm_answers_pipelined_requests_before_closing(model_dir: Path, log_dir: Path) -> None:
+    """Two requests pipelined on one connection, SIGTERM while the first is held: both are
+    answered, and only the last answer says `connection: close`."""
+    server = servekit.start(
+        model_dir / "mlp.onnx", "--max-delay-ms", "1000", "--drain-grace", "0.2",
+        log_dir=log_dir,
+    )  # fmt: skip
+    body = httpx.Request("POST", "http://x/v2/models/mlp/infer", json=BODY).read()
+    one = (b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(one + one)
+        deadline = time.monotonic() + 10
+        while queued(server) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        server.process.send_signal(signal.SIGTERM)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert server.process.wait(20) == 0
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer
+    assert answer.count(b"connection: close") == 1
+    assert answer.rstrip().endswith(b"}")  # the second answer is complete

@@ -143,3 +143,49 @@ def test_slow_request_gets_408(model_dir: Path, log_dir: Path) -> None:
     finally:
         server.stop()
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
+
+
+@pytest.mark.parametrize("head", [b"GET /v2/health/live", b"GET / HTTP/1.1\r\nX-Big: "])
+def test_an_endless_request_line_or_header_gets_431(
+    mlp_server: servekit.Server, head: bytes
+) -> None:
+    """The head is cut off at 64 KiB, not buffered until the request timeout (which let one
+    connection grow the server's memory and stall every other client)."""
+    with socket.create_connection(("127.0.0.1", mlp_server.port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        try:
+            for _ in range(64):  # 2 MiB at most, in 32 KiB pieces
+                sock.sendall(b"a" * 32768)
+        except OSError:  # the server answered and closed while we were still sending
+            pass
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"65536 bytes" in answer
+    started = time.monotonic()
+    assert httpx.get(f"{mlp_server.url}/v2/health/live", timeout=5).status_code == 200
+    assert time.monotonic() - started < 1
+
+
+def test_a_pipelined_request_whose_head_spans_reads_is_not_mistaken_for_a_long_head(
+    mlp_server: servekit.Server,
+) -> None:
+    """Read 2 finishes request 1's head, carries its 100 kB body and starts request 2's head:
+    only head bytes count towards the 64 KiB limit, so both requests get their 200."""
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                     "data": [1, 2, 3, 4]}], "id": "x" * 100_000})  # fmt: skip
+    one = (b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+    head = one.index(b"\r\n\r\n") + 4
+    with socket.create_connection(("127.0.0.1", mlp_server.port), timeout=10) as sock:
+        for piece in (one[:20], one[20:] + one[:30], one[30:]):
+            sock.sendall(piece)
+            time.sleep(0.1)
+        answer = b""
+        while answer.count(b"HTTP/1.1 ") < 2 or not answer.endswith(b"}"):
+            chunk = sock.recv(1 << 20)
+            assert chunk, answer[:300]
+            answer += chunk
+    assert head > 20
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
