@@ -154,6 +154,7 @@ def decode_v2(
     feeds: Feeds = {}
     offset = header_length if header_length is not None else len(body)
     rows = -1
+    named: dict[str, tuple[int, str]] = {}  # symbolic dimension → (size, the input that set it)
     for index, item in enumerate(inputs):
         if not isinstance(item, dict):
             raise BadRequestError(f"inputs[{index}] must be an object")
@@ -199,7 +200,7 @@ def decode_v2(
                 raise BadRequestError(
                     f"{where}: shape {_shape_text(shape)} needs {count} values, got {array.size}"
                 )
-        array = array.reshape(shape)
+        array = _reshape(array, shape, where)
         if reject_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequestError(f"{where}: NaN or Inf values are not accepted by this model")
         if model.batchable:
@@ -210,6 +211,7 @@ def decode_v2(
                     f"{where}: batch size {shape[0]} differs from the other inputs' {rows}"
                 )
             rows = shape[0]
+        _check_named_dims(spec, shape, named, where)
         feeds[name] = array
     if offset != len(body):
         raise BadRequestError(
@@ -225,6 +227,28 @@ def decode_v2(
     return InferRequest(
         feeds=feeds, rows=max(rows, 0), id=request_id, outputs=outputs, binary_outputs=binary
     )
+
+
+def _reshape(array: np.ndarray[Any, Any], shape: tuple[int, ...], where: str) -> Any:
+    try:
+        return array.reshape(shape)
+    except ValueError:  # e.g. [1, 0, 2**62]: no values, yet a shape numpy cannot represent
+        raise BadRequestError(f"{where}: shape {_shape_text(shape)} is too large") from None
+
+
+def _check_named_dims(
+    spec: TensorSpec, shape: tuple[int, ...], named: dict[str, tuple[int, str]], where: str
+) -> None:
+    """Dynamic dimensions the model names alike (x [batch, seq], mask [batch, seq]) must agree;
+    otherwise ONNX Runtime would fail mid-graph, which is the client's mistake, not a 500."""
+    for dim, size in zip(spec.dim_names, shape, strict=False):
+        if dim is None:
+            continue
+        seen = named.setdefault(dim, (size, spec.name))
+        if seen[0] != size:
+            raise BadRequestError(
+                f"{where}: dimension '{dim}' is {size}, but input '{seen[1]}' has {seen[0]}"
+            )
 
 
 def _requested_outputs(items: Any, model: Model) -> tuple[list[str] | None, set[str]]:
@@ -312,6 +336,7 @@ def decode_v1(body: bytes, model: Model, *, reject_nonfinite: bool = False) -> I
     if not isinstance(instances, list) or not instances:
         raise BadRequestError("'instances' must be a non-empty list")
     feeds: Feeds = {}
+    named: dict[str, tuple[int, str]] = {}
     by_name = all(isinstance(row, dict) for row in instances)
     if not by_name and len(model.inputs) != 1:
         names = ", ".join(s.name for s in model.inputs)
@@ -328,7 +353,8 @@ def decode_v1(body: bytes, model: Model, *, reject_nonfinite: bool = False) -> I
         else:
             column = instances
         array = _json_tensor(spec, column, where)
-        _check_shape(spec, list(array.shape), where)
+        shape = _check_shape(spec, list(array.shape), where)
+        _check_named_dims(spec, shape, named, where)
         if reject_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
             raise BadRequestError(f"{where}: NaN or Inf values are not accepted by this model")
         feeds[spec.name] = array

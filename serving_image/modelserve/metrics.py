@@ -14,6 +14,7 @@ depth, in-flight) are read at scrape time from the objects that own them.
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
@@ -84,10 +85,16 @@ class DriftStats:
     The operator compares these between the stable and canary revisions to spot input drift.
     Sums and sums of squares are exported too, so a window's mean is Δsum / Δrows. Batches are
     queued by reference and folded in bulk, which costs a fraction of folding each one.
+
+    An input whose row width varies (a dynamic non-batch dimension, such as token ids) is
+    tracked at the width of the first non-empty rows seen (at most N): wider rows count their
+    first values, narrower rows are left out, since their positions do not line up with the
+    tracked ones.
     """
 
     def __init__(self, max_features: int) -> None:
         self._max = max_features
+        self._width: dict[str, int] = {}
         self._queued: dict[str, list[np.ndarray[Any, Any]]] = {}
         self._queued_rows = 0
         self.rows: dict[str, int] = {}
@@ -100,30 +107,38 @@ class DriftStats:
             return
         rows = 0
         for name, array in feeds.items():
-            if array.ndim and array.shape[0] and array.dtype.kind in "biuf":
-                self._queued.setdefault(name, []).append(array)
-                rows = max(rows, array.shape[0])
+            if not (array.ndim and array.shape[0] and array.dtype.kind in "biuf"):
+                continue
+            flat = array.reshape(array.shape[0], math.prod(array.shape[1:]))
+            if flat.shape[1] == 0:
+                continue
+            width = self._width.setdefault(name, min(flat.shape[1], self._max))
+            if flat.shape[1] < width:
+                continue
+            self._queued.setdefault(name, []).append(flat[:, :width])
+            rows = max(rows, array.shape[0])
         self._queued_rows += rows
         if self._queued_rows >= DRIFT_FOLD_ROWS:
             self.fold()
 
     def fold(self) -> None:
         """Fold what is queued into the running sums."""
-        for name, arrays in self._queued.items():
-            values = np.concatenate([a.reshape(a.shape[0], -1)[:, : self._max] for a in arrays])
-            values = values.astype(np.float64, copy=False)
-            total = values.sum(axis=0)
-            squares = np.einsum("ij,ij->j", values, values)
-            if name in self.sums:
-                self.rows[name] += values.shape[0]
-                self.sums[name] += total
-                self.squares[name] += squares
-            else:
-                self.rows[name] = values.shape[0]
-                self.sums[name] = total
-                self.squares[name] = squares
-        self._queued.clear()
-        self._queued_rows = 0
+        try:
+            for name, arrays in self._queued.items():
+                values = np.concatenate(arrays).astype(np.float64, copy=False)
+                total = values.sum(axis=0)
+                squares = np.einsum("ij,ij->j", values, values)
+                if name in self.sums:
+                    self.rows[name] += values.shape[0]
+                    self.sums[name] += total
+                    self.squares[name] += squares
+                else:
+                    self.rows[name] = values.shape[0]
+                    self.sums[name] = total
+                    self.squares[name] = squares
+        finally:  # whatever happens, a bad batch must not stay queued and fail every scrape
+            self._queued.clear()
+            self._queued_rows = 0
 
 
 class _Hot(Collector):

@@ -56,6 +56,9 @@ class TensorSpec:
     datatype: str
     shape: tuple[int, ...]
     dtype: np.dtype[Any]
+    # The model's symbolic name for each dynamic dimension ("batch", "seq"), else None:
+    # inputs sharing a name must agree on its size, which the codec checks.
+    dim_names: tuple[str | None, ...] = ()
 
     def metadata(self) -> dict[str, Any]:
         """The OIP tensor metadata object."""
@@ -70,12 +73,26 @@ class TensorSpec:
         return int(np.prod(fixed)) if fixed else 1
 
 
+def _meaningful(dim: Any) -> bool:
+    """A symbolic dimension name that states a constraint, not a placeholder: exporters write
+    "?" or "unk__12" for unrelated unknown sizes, which ONNX Runtime does not tie together."""
+    return (
+        isinstance(dim, str)
+        and bool(dim.strip())
+        and dim != "?"
+        and not dim.startswith("unk__")
+        and not dim.isdigit()
+    )
+
+
 def _spec(arg: Any) -> TensorSpec:
     if arg.type not in ONNX_TYPES:
         raise ModelLoadError(f"tensor {arg.name!r} has type {arg.type}, which is not served")
     datatype, dtype = ONNX_TYPES[arg.type]
-    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
-    return TensorSpec(name=arg.name, datatype=datatype, shape=shape, dtype=dtype)
+    dims = arg.shape or []
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
+    names = tuple(d if _meaningful(d) else None for d in dims)
+    return TensorSpec(name=arg.name, datatype=datatype, shape=shape, dtype=dtype, dim_names=names)
 
 
 @dataclass(frozen=True)
