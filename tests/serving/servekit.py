@@ -108,6 +108,34 @@ def fixed(path: Path) -> Path:
     return _save(graph, path)
 
 
+def ragged(path: Path) -> Path:
+    """A dynamic non-batch dimension shared by two inputs: `x` and `z` FP32 [batch, seq] →
+    `y` = x + z [batch, seq]. Rows of different widths, and inputs that disagree on `seq`."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "z"], ["y"])],
+        "ragged",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq"]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq"])],
+    )
+    return _save(graph, path)
+
+
+def flat(path: Path) -> Path:
+    """Dynamic first dimensions that are not the same batch: `input` FP32 [batch, 4] →
+    `output` = Reshape(input, [-1]) FP32 [values]. Slicing a batch's output by rows is wrong."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["input", "minus_one"], ["output"])],
+        "flat",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["values"])],
+        [numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one")],
+    )
+    return _save(graph, path)
+
+
 def free_port() -> int:
     """A port nobody listens on right now (the server binds it a moment later)."""
     with socket.socket() as sock:
