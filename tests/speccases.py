@@ -216,3 +216,40 @@ BAD_SPECS = [
         offline_says="at most 45 characters",
     ),
 ]
+
+
+# A minimal Gateway API HTTPRoute CRD, for tests of the gatewayAPI routing path.
+HTTPROUTE_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "httproutes.gateway.networking.k8s.io",
+        # *.k8s.io groups need this annotation; the real Gateway API CRDs carry the same one.
+        "annotations": {
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
+        },
+    },
+    "spec": {
+        "group": "gateway.networking.k8s.io",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "HTTPRoute",
+            "plural": "httproutes",
+            "singular": "httproute",
+            "listKind": "HTTPRouteList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}

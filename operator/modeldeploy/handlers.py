@@ -32,14 +32,14 @@ from modeldeploy.reconcile import Outcome, reconcile
 from modeldeploy.settings import Settings
 
 log = logging.getLogger(__name__)
-_CHILD_RESOURCES = {
+CHILD_RESOURCES = {
     "Deployment": ("apps", "v1", "deployments"),
     "Service": ("", "v1", "services"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
     "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
 }
-assert _CHILD_RESOURCES.keys() == CHILD_KINDS.keys()
+assert CHILD_RESOURCES.keys() == CHILD_KINDS.keys()
 TICK_SECONDS = 1.0
 
 
@@ -147,7 +147,7 @@ class _Operator:
     def children(self, key: tuple[str, str]) -> list[_Child]:
         return [
             child
-            for _, _, plural in _CHILD_RESOURCES.values()
+            for _, _, plural in CHILD_RESOURCES.values()
             for child in self.indexes[f"children_{plural}"].get(key, [])
         ]
 
@@ -223,7 +223,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         DEPLOYMENT_LABEL: kopf.PRESENT,
     }
 
-    for kind, (group, version, plural) in _CHILD_RESOURCES.items():
+    for kind, (group, version, plural) in CHILD_RESOURCES.items():
 
         def index_child(
             body: kopf.Body, namespace: str | None, labels: kopf.Labels, _kind: str = kind, **_: Any
@@ -265,7 +265,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     @kopf.on.probe(id="managed", registry=registry)
     def count_managed(**kwargs: Any) -> dict[str, int]:
         counts = {}
-        for kind, (_, _, plural) in _CHILD_RESOURCES.items():
+        for kind, (_, _, plural) in CHILD_RESOURCES.items():
             index = kwargs[f"children_{plural}"]
             counts[kind] = sum(len(index[k]) for k in index)
             metrics.MANAGED.labels(kind=kind).set(counts[kind])

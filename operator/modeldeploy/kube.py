@@ -143,6 +143,20 @@ class Kube:
             raise KubeError(f"reading {kind} {namespace}/{name}", exc) from exc
         return True
 
+    def serves(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API server's discovery lists `plural` in `group/version`. A CRD is
+        Established before discovery serves it (kube-apiserver updates discovery in a
+        controller of its own), and kopf decides what to watch from discovery alone."""
+        try:
+            found = client.CustomObjectsApi(self.api).get_api_resources(
+                group, version, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise KubeError(f"reading discovery of {group}/{version}", exc) from exc
+        return any(resource.name == plural for resource in found.resources)
+
     def list_children(self, namespace: str, owner: str) -> list[dict[str, Any]]:
         """Live children of one ModelDeployment, read directly (the operator uses its watch
         cache instead; this serves the CLI and tests)."""

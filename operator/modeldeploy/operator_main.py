@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 from prometheus_client import start_http_server
 
-from modeldeploy import handlers
+from modeldeploy import handlers, late_kinds
 from modeldeploy.kube import Kube, load_config
 from modeldeploy.settings import Settings
 
@@ -38,7 +38,11 @@ def run_operator(
         # (what it created, configured, scaled) are what a user reads.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings, Kube(load_config(connections=settings.workers)))
+    kube = Kube(load_config(connections=settings.workers))
+    handlers.register(registry, settings, kube)
+    # Given to kopf.operator, so that late_kinds can have kopf rescan what it watches.
+    kopf_settings, insights = kopf.OperatorSettings(), late_kinds.Insights()
+    late_kinds.register(registry, kube, kopf_settings, insights, handlers.CHILD_RESOURCES)
     if metrics_port:
         start_http_server(metrics_port)
 
@@ -50,6 +54,8 @@ def run_operator(
         )
         await kopf.operator(
             registry=registry,
+            settings=kopf_settings,
+            insights=insights,
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,

@@ -14,13 +14,15 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster"))
 import localkube
+from speccases import HTTPROUTE_CRD
 
 HERE = Path(__file__).resolve().parent
 EXTERNAL_KUBECONFIG = os.environ.get("MODELDEPLOY_TEST_KUBECONFIG")
@@ -86,3 +88,17 @@ def crd(cluster: localkube.Cluster) -> localkube.Cluster:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
     cluster.wait_established("modeldeployments.modeldeploy.io")
     return cluster
+
+
+@pytest.fixture
+def httproute_crd(crd: localkube.Cluster) -> Iterator[Callable[[], None]]:
+    """Installs a minimal HTTPRoute CRD when called; always removed afterwards (other tests
+    check the operator's answer to a cluster without Gateway API)."""
+
+    def install() -> None:
+        crd.kubectl("apply", "-f", "-", input=yaml.safe_dump(HTTPROUTE_CRD))
+        crd.wait_established("httproutes.gateway.networking.k8s.io")
+
+    yield install
+    crd.kubectl("delete", "crd", "httproutes.gateway.networking.k8s.io", "--ignore-not-found",
+                "--timeout=60s")  # fmt: skip

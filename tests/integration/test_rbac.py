@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,40 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modeldeploy"
 RESYNC_SECONDS = 2
 MIN_WINDOW = 20.0
-HTTPROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # *.k8s.io groups need this annotation; the real Gateway API CRDs carry the same one.
-        "annotations": {
-            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"
-        },
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "HTTPRoute",
-            "plural": "httproutes",
-            "singular": "httproute",
-            "listKind": "HTTPRouteList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 # --- the chart's RBAC, rendered and cut ------------------------------------------------------
@@ -378,20 +344,6 @@ def admin(crd) -> client.ApiClient:
     return config.new_client_from_config(str(crd.kubeconfig))  # type: ignore[no-untyped-call]
 
 
-@pytest.fixture
-def httproute_crd(crd) -> Iterator[Callable[[], None]]:
-    """Installs a minimal HTTPRoute CRD when called; always removed afterwards (other tests
-    check the operator's answer to a cluster without Gateway API)."""
-
-    def install() -> None:
-        crd.kubectl("apply", "-f", "-", input=yaml.safe_dump(HTTPROUTE_CRD))
-        crd.wait_established("httproutes.gateway.networking.k8s.io")
-
-    yield install
-    crd.kubectl("delete", "crd", "httproutes.gateway.networking.k8s.io", "--ignore-not-found",
-                "--timeout=60s")  # fmt: skip
-
-
 def _namespaces(crd, names: list[str]) -> None:
     for name in names:
         crd.kubectl("create", "namespace", name)
@@ -457,9 +409,16 @@ def _run(crd, admin, helm, cases: list[Case], install_crd: Callable[[], None], t
                 case.operator.stop()
 
 
+def _log(case: Case) -> str:
+    return case.operator.log.read_text() if case.operator else ""
+
+
 def _tail(case: Case) -> str:
-    log = case.operator.log.read_text()[-2500:] if case.operator else ""
-    return f"{case.name}: missing {case.scenario.missing() if case.scenario else '?'}\n{log}"
+    """The operator's last log lines, without kopf's per-attempt retry lines (a refused
+    request logs nine of them, which would hide everything else)."""
+    lines = [line for line in _log(case).splitlines() if "Request attempt #" not in line]
+    missing = case.scenario.missing() if case.scenario else "?"
+    return f"{case.name}: missing {missing}\n" + "\n".join(lines[-30:])
 
 
 def _cleanup(crd, cases: list[Case]) -> None:
