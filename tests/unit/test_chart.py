@@ -110,7 +110,7 @@ def test_namespaced_install_gets_roles_and_watches_only_its_namespaces():
     (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     assert [(r["resources"], r["verbs"]) for r in cluster_role["rules"]] == [
         (["customresourcedefinitions"], ["get", "list", "watch"]),
-        (["namespaces"], ["list"]),
+        (["namespaces"], ["list", "watch"]),
     ]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=ml" in args

@@ -101,8 +101,9 @@ per watched namespace. Each rule is proven necessary by tests/integration/test_r
 {{- end -}}
 
 {{/* Cluster-scoped reads: is Gateway API installed (get), and kopf notices CRDs appearing later
-(list, watch). A namespaced operator's kopf also lists namespaces at startup: without it, kopf
-retries for about a minute before it falls back to the names it was given. */}}
+(list, watch). A namespaced operator's kopf also lists and then watches namespaces: without
+list it retries for about a minute before it falls back to the names it was given; without
+watch it logs nine refusals over the next minute and never notices a namespace re-created. */}}
 {{- define "modeldeploy.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
@@ -110,6 +111,6 @@ retries for about a minute before it falls back to the names it was given. */}}
 {{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 {{- end }}
 {{- end -}}
