@@ -349,15 +349,16 @@ class App:
         """Triton's model config shape, enough for tritonclient's get_model_config."""
         model = self._loaded()
         s = self.settings
+        batches = self.batcher.batches if self.batcher else model.batchable
 
         def dims(shape: tuple[int, ...]) -> list[int]:
-            return list(shape[1:] if model.batchable else shape)
+            return list(shape[1:] if batches else shape)
 
         return {
             "name": model.name,
             "platform": "onnxruntime_onnx",
             "backend": "onnxruntime",
-            "max_batch_size": s.max_batch_size if model.batchable else 0,
+            "max_batch_size": s.max_batch_size if batches else 0,
             "input": [
                 {"name": t.name, "data_type": "TYPE_" + t.datatype.replace("BYTES", "STRING"),
                  "dims": dims(t.shape)} for t in model.inputs

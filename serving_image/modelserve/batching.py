@@ -135,6 +135,13 @@ class Batcher:
         """Requests waiting for a worker."""
         return len(self._pending)
 
+    @property
+    def batches(self) -> bool:
+        """Whether the model's first dimension is still taken as the batch: False for a model
+        that is not batchable, and for good once an output came back without the batch's rows
+        (the model config then reports max_batch_size 0, as Triton does for such a model)."""
+        return self._model.batchable and not self._split_failed
+
     def submit(self, feeds: Feeds, rows: int, outputs: list[str] | None, done: Done) -> None:
         """Queue one request; `done` is called on the loop with its own rows of the outputs.
 

@@ -94,14 +94,26 @@ def test_outputs_without_the_batch_dimension_are_never_split_across_clients(
         assert answer.status_code == 200, answer.text
         return np.array(answer.json()["outputs"][0]["data"], np.float32)
 
+    def config() -> dict[str, Any]:
+        answer = httpx.get(f"{server.url}/v2/models/flat/config", timeout=5)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return {"max_batch_size": found["max_batch_size"],
+                "dims": [t["dims"] for t in found["input"] + found["output"]]}  # fmt: skip
+
     try:
+        before = config()
         with ThreadPoolExecutor(30) as pool:
             answers = list(pool.map(call, requests))
+        after = config()
     finally:
         assert server.stop() == 0
     for rows, answer in zip(requests, answers, strict=True):
         np.testing.assert_array_equal(answer, rows.ravel())
     assert "requests are no longer batched" in server.logs()
+    # What Triton's model config says of it changes with it: no batch dimension any more.
+    assert before == {"max_batch_size": 32, "dims": [[4], []]}
+    assert after == {"max_batch_size": 0, "dims": [[-1, 4], [-1]]}
 
 
 def test_placeholder_dimension_names_are_not_constraints(tmp_path: Path) -> None:
