@@ -45,7 +45,7 @@ lint: install ## ruff, mypy (strict) and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py \
-		hack/cluster/node/localnode.py hack/cluster/node/nodehost.py
+		hack/cluster/node/localnode.py hack/cluster/node/nodehost.py hack/cluster/crd_discovery_lag.py
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory chart-lint
 

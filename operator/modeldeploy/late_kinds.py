@@ -4,8 +4,8 @@ started (HTTPRoute, when Gateway API is installed later).
 kopf decides what to watch from the API server's discovery (/apis), and rescans a CRD's group on
 each event of that CRD. But the CRD's last event, Established, can arrive before discovery
 serves the new resource: kube-apiserver updates discovery in a controller of its own, after the
-condition is set (Kubernetes does not promise the order; on this project's test machine it came
-late in about 1 install of 15 under load). kopf's rescan then finds nothing and nothing makes it
+condition is set (Kubernetes does not promise the order; hack/cluster/crd_discovery_lag.py saw
+it in 2 installs of 105 on a 2-core machine). kopf's rescan then finds nothing and nothing makes it
 look again, so the operator never sees its own HTTPRoutes until restarted: a route it made would
 survive a switch back to replicaRatio. So on each event of a child kind's CRD, once it is
 Established and the kind is still not watched, this waits until discovery serves the kind and
