@@ -28,15 +28,16 @@ import kopf
 from kopf._cogs.structs.references import Insights
 from kopf._core.reactor.observation import process_discovered_resource_event
 
-from modeldeploy.errors import KubeError
 from modeldeploy.kube import Kube
 
 log = logging.getLogger(__name__)
 CRDS: Final = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 DISCOVERY_WAIT_SECONDS: Final = 60.0
-"""How long to wait for discovery to serve an Established CRD's kind before giving up (it
-normally takes milliseconds; an API server that never serves it has a problem of its own)."""
+"""How long to try to get an Established CRD's kind watched before giving up (discovery
+normally serves it within milliseconds; an API server that never does has a problem of its
+own)."""
 POLL_SECONDS: Final = 0.25
+SETTLE_SECONDS: Final = 1.0
 
 __all__ = ["Insights", "LateKinds", "register"]
 
@@ -65,40 +66,46 @@ class LateKinds:
         if target is None or event["type"] == "DELETED" or not _established(body):
             return
         kind, group, version, plural = target
-        if self._watched(group, plural) or not await self._served(body, group, version, plural):
-            return
-        if self._watched(group, plural):
-            return  # kopf's own rescan of this event got there first
-        await process_discovered_resource_event(
-            raw_event={"type": "MODIFIED", "object": body},
-            settings=self.settings,
-            registry=self.registry,
-            insights=self.insights,
-        )
-        if self._watched(group, plural):
+        give_up, rescans = time.monotonic() + DISCOVERY_WAIT_SECONDS, 0
+        while not self._watched(group, plural):
+            if time.monotonic() > give_up:
+                log.warning(
+                    "the CRD %s is Established, but after %.0f s kopf still does not watch "
+                    "%s/%s %s: the operator will not see its %ss until it restarts",
+                    body["metadata"]["name"], DISCOVERY_WAIT_SECONDS, group, version, plural,
+                    kind,
+                )  # fmt: skip
+                return
+            if not await self._serves(group, version, plural):
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            try:
+                await process_discovered_resource_event(
+                    raw_event={"type": "MODIFIED", "object": body},
+                    settings=self.settings,
+                    registry=self.registry,
+                    insights=self.insights,
+                )
+                rescans += 1
+            except Exception as exc:  # kopf's discovery reads failed for now: try again
+                log.warning("rescanning %s for kopf: %s; will try again", group, exc)
+            # A rescan replaces what kopf watches in the group with what discovery served when
+            # it read it: one kopf began earlier (another CRD of the group) can still finish
+            # after this one and drop the kind again. Look again a moment later.
+            await asyncio.sleep(SETTLE_SECONDS)
+        if rescans:
             log.info("watching %ss: their CRD %s was installed after the operator started",
                      kind, body["metadata"]["name"])  # fmt: skip
 
     def _watched(self, group: str, plural: str) -> bool:
         return any(r.group == group and r.plural == plural for r in self.insights.watched_resources)
 
-    async def _served(self, crd: Mapping[str, Any], group: str, version: str, plural: str) -> bool:
-        """Wait until discovery serves the kind; False if it did not within the wait."""
-        give_up = time.monotonic() + DISCOVERY_WAIT_SECONDS
-        while True:
-            try:
-                if await asyncio.to_thread(self.kube.serves, group, version, plural):
-                    return True
-            except KubeError as exc:
-                log.warning("%s; will try again", exc)
-            if time.monotonic() > give_up:
-                log.warning(
-                    "the CRD %s is Established but the API server has not served %s/%s %s for "
-                    "%.0f s: the operator will not see them until it restarts",
-                    crd["metadata"]["name"], group, version, plural, DISCOVERY_WAIT_SECONDS,
-                )  # fmt: skip
-                return False
-            await asyncio.sleep(POLL_SECONDS)
+    async def _serves(self, group: str, version: str, plural: str) -> bool:
+        try:
+            return await asyncio.to_thread(self.kube.serves, group, version, plural)
+        except Exception as exc:  # the API server out of reach for a moment: ask again
+            log.warning("reading discovery of %s/%s: %s; will try again", group, version, exc)
+            return False
 
 
 def register(

@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import kopf
 from prometheus_client import start_http_server
@@ -14,6 +15,52 @@ from prometheus_client import start_http_server
 from modeldeploy import handlers, late_kinds
 from modeldeploy.kube import Kube, load_config
 from modeldeploy.settings import Settings
+
+
+@dataclass
+class Wired:
+    """The handlers and what kopf.operator must be given with them: late_kinds changes what kopf
+    watches through these very `kopf_settings` and `insights`, so they are built together here,
+    once, for `run` and for the tests alike."""
+
+    registry: kopf.OperatorRegistry
+    kopf_settings: kopf.OperatorSettings
+    late: late_kinds.LateKinds
+
+
+def wire(settings: Settings, kube: Kube) -> Wired:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings, kube)
+    kopf_settings, insights = kopf.OperatorSettings(), late_kinds.Insights()
+    late = late_kinds.register(registry, kube, kopf_settings, insights, handlers.CHILD_RESOURCES)
+    return Wired(registry, kopf_settings, late)
+
+
+async def operate(
+    wired: Wired,
+    *,
+    namespaces: Sequence[str],
+    liveness_port: int = 0,
+    peering: str | None = None,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run kopf until `stop_flag` is set (or a signal, in the main thread)."""
+    await kopf.operator(
+        registry=wired.registry,
+        settings=wired.kopf_settings,
+        insights=wired.late.insights,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        standalone=peering is None,
+        peering_name=peering,
+        # kopf pauses every replica that shares the highest priority: each replica gets its
+        # own, so exactly one is active and the others take over when it goes away.
+        priority=secrets.randbelow(2**30) + 1 if peering else 0,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
 
 
 def run_operator(
@@ -37,12 +84,7 @@ def run_operator(
         # kopf reports every timer tick per object at INFO; the operator's own log lines
         # (what it created, configured, scaled) are what a user reads.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    registry = kopf.OperatorRegistry()
-    kube = Kube(load_config(connections=settings.workers))
-    handlers.register(registry, settings, kube)
-    # Given to kopf.operator, so that late_kinds can have kopf rescan what it watches.
-    kopf_settings, insights = kopf.OperatorSettings(), late_kinds.Insights()
-    late_kinds.register(registry, kube, kopf_settings, insights, handlers.CHILD_RESOURCES)
+    wired = wire(settings, Kube(load_config(connections=settings.workers)))
     if metrics_port:
         start_http_server(metrics_port)
 
@@ -52,18 +94,6 @@ def run_operator(
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(settings.workers, thread_name_prefix="reconcile")
         )
-        await kopf.operator(
-            registry=registry,
-            settings=kopf_settings,
-            insights=insights,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-            standalone=peering is None,
-            peering_name=peering,
-            # kopf pauses every replica that shares the highest priority: each replica gets its
-            # own, so exactly one is active and the others take over when it goes away.
-            priority=secrets.randbelow(2**30) + 1 if peering else 0,
-        )
+        await operate(wired, namespaces=namespaces, liveness_port=liveness_port, peering=peering)
 
     asyncio.run(main())

@@ -2,10 +2,11 @@
 own rescan missed it (modeldeploy.late_kinds), against the real API server.
 
 The race itself (the CRD's Established event arriving before discovery serves the kind) cannot
-be forced on a real API server. So the operator runs in this process, as `modeldeploy run`
-builds it, with kopf's CRD scanning switched off: kopf then never rescans by itself, which is
-the state the race leaves. The user's check follows: an HTTPRoute the operator made is deleted
-when the ModelDeployment switches back to replicaRatio, which needs kopf to watch HTTPRoutes.
+be forced on a real API server. So the operator runs in this process, wired and started by the
+same functions `modeldeploy run` uses, with kopf's CRD scanning switched off: kopf then never
+rescans by itself, which is the state the race leaves. The user's check follows: an HTTPRoute
+the operator made is deleted when the ModelDeployment switches back to replicaRatio, which needs
+kopf to watch HTTPRoutes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.config import kube_config
 
-from modeldeploy import handlers, late_kinds
+from modeldeploy import handlers, late_kinds, operator_main
 from modeldeploy.kube import Kube
 from modeldeploy.settings import Settings
 from speccases import HTTPROUTE_CRD, good_spec
@@ -49,13 +50,9 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(crd.kubeconfig))
     api = config.new_client_from_config(str(crd.kubeconfig))  # type: ignore[no-untyped-call]
     custom = client.CustomObjectsApi(api)
-    kube = Kube(api)
-    registry = kopf.OperatorRegistry()
-    handlers.register(registry, Settings(resync_seconds=2.0), kube)
-    kopf_settings = kopf.OperatorSettings()
-    kopf_settings.scanning.disabled = True  # kopf alone would now never notice the new CRD
-    late = late_kinds.register(registry, kube, kopf_settings, late_kinds.Insights(),
-                               handlers.CHILD_RESOURCES)  # fmt: skip
+    wired = operator_main.wire(Settings(resync_seconds=2.0), Kube(api))
+    wired.kopf_settings.scanning.disabled = True  # kopf alone would now never see the new CRD
+    late = wired.late
 
     def routes() -> list[str]:
         found = custom.list_namespaced_custom_object(*ROUTES, namespace, "httproutes")
@@ -63,9 +60,8 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
 
     async def scenario() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
-        operator = asyncio.create_task(kopf.operator(
-            registry=registry, settings=kopf_settings, insights=late.insights,
-            namespaces=[namespace], standalone=True, stop_flag=stop, ready_flag=ready,
+        operator = asyncio.create_task(operator_main.operate(
+            wired, namespaces=[namespace], stop_flag=stop, ready_flag=ready
         ))  # fmt: skip
         try:
             await asyncio.wait_for(ready.wait(), timeout=60)
