@@ -7,7 +7,6 @@ import logging
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import kopf
 from prometheus_client import start_http_server
@@ -17,27 +16,18 @@ from modeldeploy.kube import Kube, load_config
 from modeldeploy.settings import Settings
 
 
-@dataclass
-class Wired:
-    """The handlers and what kopf.operator must be given with them: late_kinds changes what kopf
-    watches through these very `kopf_settings` and `insights`, so they are built together here,
-    once, for `run` and for the tests alike."""
-
-    registry: kopf.OperatorRegistry
-    kopf_settings: kopf.OperatorSettings
-    late: late_kinds.LateKinds
-
-
-def wire(settings: Settings, kube: Kube) -> Wired:
+def wire(settings: Settings, kube: Kube) -> late_kinds.LateKinds:
+    """The operator's handlers on a new registry, with the kopf settings and insights kopf must
+    run them with: late_kinds holds all three, since it changes what kopf watches through them.
+    One place for `run` and the tests alike."""
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings, kube)
-    kopf_settings, insights = kopf.OperatorSettings(), late_kinds.Insights()
-    late = late_kinds.register(registry, kube, kopf_settings, insights, handlers.CHILD_RESOURCES)
-    return Wired(registry, kopf_settings, late)
+    return late_kinds.register(registry, kube, kopf.OperatorSettings(), late_kinds.Insights(),
+                               handlers.CHILD_RESOURCES)  # fmt: skip
 
 
 async def operate(
-    wired: Wired,
+    wired: late_kinds.LateKinds,
     *,
     namespaces: Sequence[str],
     liveness_port: int = 0,
@@ -48,8 +38,8 @@ async def operate(
     """Run kopf until `stop_flag` is set (or a signal, in the main thread)."""
     await kopf.operator(
         registry=wired.registry,
-        settings=wired.kopf_settings,
-        insights=wired.late.insights,
+        settings=wired.settings,
+        insights=wired.insights,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,

@@ -50,9 +50,8 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(crd.kubeconfig))
     api = config.new_client_from_config(str(crd.kubeconfig))  # type: ignore[no-untyped-call]
     custom = client.CustomObjectsApi(api)
-    wired = operator_main.wire(Settings(resync_seconds=2.0), Kube(api))
-    wired.kopf_settings.scanning.disabled = True  # kopf alone would now never see the new CRD
-    late = wired.late
+    late = operator_main.wire(Settings(resync_seconds=2.0), Kube(api))
+    late.settings.scanning.disabled = True  # kopf alone would now never see the new CRD
 
     def routes() -> list[str]:
         found = custom.list_namespaced_custom_object(*ROUTES, namespace, "httproutes")
@@ -61,7 +60,7 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
     async def scenario() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
         operator = asyncio.create_task(operator_main.operate(
-            wired, namespaces=[namespace], stop_flag=stop, ready_flag=ready
+            late, namespaces=[namespace], stop_flag=stop, ready_flag=ready
         ))  # fmt: skip
         try:
             await asyncio.wait_for(ready.wait(), timeout=60)
