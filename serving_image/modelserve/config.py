@@ -49,6 +49,8 @@ class Settings:
     jwt_public_key: str | None = field(default=None, repr=False)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    # Bearer token that lets a scraper read the payload-derived (drift) metric families.
+    metrics_token: str | None = field(default=None, repr=False)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Connections and shutdown.
@@ -66,11 +68,18 @@ class Settings:
     log_level: str = "INFO"
     access_log: bool = True
     drift_max_features: int = 64
+    drift_metrics: bool = True
 
     @property
     def auth_enabled(self) -> bool:
         """Whether inference and metadata routes require credentials."""
         return bool(self.auth_token or self.jwt_secret or self.jwt_public_key)
+
+    @property
+    def drift_private(self) -> bool:
+        """Whether the payload-derived metric families need credentials: as soon as any secret
+        is configured, since an open /metrics would then leak what the secret protects."""
+        return self.auth_enabled or bool(self.metrics_token)
 
 
 def _bool(value: str) -> bool:
@@ -103,11 +112,18 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
-def _read_secret(path: str | None) -> str | None:
-    """A secret from a mounted file, stripped of the trailing newline `kubectl` tools add."""
-    if not path:
+def _secret(value: str | None, path: str | None, flag: str) -> str | None:
+    """A secret given directly (flag or environment variable) or by a mounted file, stripped of
+    the surrounding whitespace both pick up (`echo`, `kubectl create secret --from-file`), so the
+    same secret compares equal however it arrives. One that strips to nothing is an error, not
+    "no secret": read as unset it would silently turn protection off."""
+    if value is None and not path:
         return None
-    return Path(path).read_text().strip()
+    text = value if value is not None else Path(str(path)).read_text()
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError(f"{flag} is empty (whitespace only)")
+    return stripped
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -167,13 +183,24 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="requests waiting for the model before 503 (0: no limit)",
     )
     add("--reject-nonfinite", default=False, type=_bool, help="400 on NaN/Inf in float inputs")
-    add("--auth-token", help="static bearer token required on inference and metadata routes")
+    add(
+        "--auth-token",
+        help="static bearer token required on inference and metadata routes; exclusive with "
+        "--jwt-secret and --jwt-public-key-file (start-up fails when both kinds are set)",
+    )
     add("--auth-token-file", help="file holding the static bearer token")
     add("--jwt-secret", help="HS256 secret: require a valid JWT bearer token")
     add("--jwt-secret-file", help="file holding the HS256 secret")
     add("--jwt-public-key-file", help="PEM public key: require a valid RS256 JWT bearer token")
     add("--jwt-audience", help="required JWT audience (aud)")
     add("--jwt-issuer", help="required JWT issuer (iss)")
+    add(
+        "--metrics-token",
+        help="bearer token that lets a scraper read the payload-derived (drift) families of "
+        "/metrics; the inference credentials do too. Without credentials, /metrics serves only "
+        "the families that reveal nothing about payloads once any token or JWT key is set",
+    )
+    add("--metrics-token-file", help="file holding the --metrics-token")
     add("--tls-cert", help="PEM certificate chain: serve HTTPS")
     add("--tls-key", help="PEM private key for --tls-cert")
     add("--keepalive-timeout", default=75.0, type=_non_negative_float, help="idle seconds")
@@ -208,6 +235,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         type=_non_negative_int,
         help="input features per input tracked by the drift statistics metrics",
     )
+    add(
+        "--drift-metrics",
+        default=True,
+        type=_bool,
+        help="export per-feature input statistics (sums, squares, means of request values); "
+        "turn off when /metrics is reachable by people who must not learn about payloads",
+    )
     return parser
 
 
@@ -225,13 +259,23 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     try:
-        token = args.auth_token or _read_secret(args.auth_token_file)
-        secret = args.jwt_secret or _read_secret(args.jwt_secret_file)
-        public_key = _read_secret(args.jwt_public_key_file)
+        token = _secret(args.auth_token, args.auth_token_file, "--auth-token")
+        secret = _secret(args.jwt_secret, args.jwt_secret_file, "--jwt-secret")
+        public_key = _secret(None, args.jwt_public_key_file, "--jwt-public-key-file")
+        metrics_token = _secret(args.metrics_token, args.metrics_token_file, "--metrics-token")
     except OSError as exc:
         parser.error(f"cannot read a secret file: {exc}")
+    except ValueError as exc:
+        parser.error(str(exc))
     if secret and public_key:
         parser.error("choose one of --jwt-secret and --jwt-public-key-file")
+    if token and (secret or public_key):
+        # One credential kind per server: which clients would be refused is otherwise a guess.
+        jwt_flag = "--jwt-secret" if secret else "--jwt-public-key-file"
+        parser.error(
+            f"--auth-token and {jwt_flag} (or their -file and MODELSERVE_ forms) exclude each "
+            "other: choose one kind of auth"
+        )
     name = args.name or _default_name(args.model)
     if "/" in name or not name:
         parser.error(f"model name {name!r} must be non-empty and contain no '/'")
@@ -258,6 +302,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         jwt_public_key=public_key,
         jwt_audience=args.jwt_audience,
         jwt_issuer=args.jwt_issuer,
+        metrics_token=metrics_token,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         keepalive_timeout=args.keepalive_timeout,
@@ -271,7 +316,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         log_format=args.log_format,
         log_level=str(args.log_level).upper(),
         access_log=args.access_log,
-        drift_max_features=args.drift_max_features,
+        drift_max_features=args.drift_max_features if args.drift_metrics else 0,
+        drift_metrics=args.drift_metrics,
     )
 
 
