@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from modeldeploy import __version__
 from modeldeploy.api import API_VERSION, KIND, ModelDeployment
+from modeldeploy.api.apidocs import render_docs
 from modeldeploy.api.base import rule_field_path
-from modeldeploy.apidocs import render_docs
-from modeldeploy.crd import render_crd
+from modeldeploy.api.crd import render_crd
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -89,9 +89,9 @@ CONTROL_VERBS = {
 def _control(verb: str, name: str, namespace: str | None, kubeconfig: str | None) -> int:
     """Ask the operator to act: pause/resume edit the spec, the others set the action
     annotation (with a timestamp, so the same command twice acts twice)."""
-    from modeldeploy.errors import KubeError
-    from modeldeploy.kube import Kube, current_namespace, load_config
-    from modeldeploy.naming import ACTION_ANNOTATION
+    from modeldeploy.core.naming import ACTION_ANNOTATION
+    from modeldeploy.runtime.errors import KubeError
+    from modeldeploy.runtime.kube import Kube, current_namespace, load_config
 
     kube = Kube(load_config(kubeconfig))
     namespace = namespace or current_namespace()
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _control(args.command, args.name, args.namespace, args.kubeconfig)
     if args.command == "run":
         # Imported here: the operator's dependencies (kopf, kubernetes) are an optional extra.
-        from modeldeploy.operator_main import run_operator
+        from modeldeploy.runtime.main import run_operator
 
         run_operator(
             namespaces=args.namespaces,

@@ -22,9 +22,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from modeldeploy.analysis import Verdict
 from modeldeploy.api.spec import Analysis
-from modeldeploy.collect import Collector
+from modeldeploy.core.analysis import Verdict
+from modeldeploy.runtime.collect import Collector
 from serving import servekit
 
 PROMETHEUS = shutil.which("prometheus")

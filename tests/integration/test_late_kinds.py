@@ -1,5 +1,5 @@
 """A child kind whose CRD is installed after the operator started gets watched even when kopf's
-own rescan missed it (modeldeploy.late_kinds), against the real API server.
+own rescan missed it (modeldeploy.runtime.late_kinds), against the real API server.
 
 The race itself (the CRD's Established event arriving before discovery serves the kind) cannot
 be forced on a real API server. So the operator runs in this process, wired and started by the
@@ -22,9 +22,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.config import kube_config
 
-from modeldeploy import handlers, late_kinds, operator_main
-from modeldeploy.kube import Kube
-from modeldeploy.settings import Settings
+from modeldeploy.core.settings import Settings
+from modeldeploy.runtime import handlers, late_kinds, main
+from modeldeploy.runtime.kube import Kube
 from speccases import HTTPROUTE_CRD, good_spec
 
 ROUTES = ("gateway.networking.k8s.io", "v1")
@@ -50,7 +50,7 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(crd.kubeconfig))
     api = config.new_client_from_config(str(crd.kubeconfig))  # type: ignore[no-untyped-call]
     custom = client.CustomObjectsApi(api)
-    late = operator_main.wire(Settings(resync_seconds=2.0), Kube(api))
+    late = main.wire(Settings(resync_seconds=2.0), Kube(api))
     late.settings.scanning.disabled = True  # kopf alone would now never see the new CRD
 
     def routes() -> list[str]:
@@ -59,7 +59,7 @@ def test_an_httproute_crd_installed_later_is_watched_without_kopfs_rescan(
 
     async def scenario() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
-        operator = asyncio.create_task(operator_main.operate(
+        operator = asyncio.create_task(main.operate(
             late, namespaces=[namespace], stop_flag=stop, ready_flag=ready
         ))  # fmt: skip
         try:

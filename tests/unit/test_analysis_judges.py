@@ -17,7 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modeldeploy.analysis import (
+from modeldeploy.api.spec import Analysis, MetricCheck
+from modeldeploy.api.status import AnalysisCheck
+from modeldeploy.core.analysis import (
     CheckOutcome,
     MetricOutcome,
     RevisionMetrics,
@@ -29,11 +31,9 @@ from modeldeploy.analysis import (
     judge_threshold,
     run_check,
 )
-from modeldeploy.analysis.builtin import errors
-from modeldeploy.analysis.statistical import rank_test
-from modeldeploy.analysis.stats import proportion_greater
-from modeldeploy.api.spec import Analysis, MetricCheck
-from modeldeploy.api.status import AnalysisCheck
+from modeldeploy.core.analysis.builtin import errors
+from modeldeploy.core.analysis.statistical import rank_test
+from modeldeploy.core.analysis.stats import proportion_greater
 
 BOUNDS = (
     0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0065, 0.008,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modeldeploy.analysis import Window, builtin_value, error_rate, is_error, latency_quantile
-from modeldeploy.analysis.stats import (
+from modeldeploy.core.analysis import Window, builtin_value, error_rate, is_error, latency_quantile
+from modeldeploy.core.analysis.stats import (
     fisher_greater,
     normal_sf,
     proportion_greater,
@@ -26,7 +26,7 @@ MODULES = ["builtin", "promql", "samples", "statistical", "stats", "threshold", 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_hold(name):
     """The worked examples in the docstrings document the math: keep them true."""
-    module = importlib.import_module(f"modeldeploy.analysis.{name}")
+    module = importlib.import_module(f"modeldeploy.core.analysis.{name}")
     result = doctest.testmod(module)
     assert result.failed == 0
     assert result.attempted > 0

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from modeldeploy.analysis import RevisionMetrics, Verdict, judge_statistical
-from modeldeploy.analysis.promql import (
+from modeldeploy.api.spec import MetricCheck
+from modeldeploy.core.analysis import RevisionMetrics, Verdict, judge_statistical
+from modeldeploy.core.analysis.promql import (
     QueryError,
     Target,
     builtin_query,
@@ -17,7 +18,6 @@ from modeldeploy.analysis.promql import (
     window_from_results,
     window_queries,
 )
-from modeldeploy.api.spec import MetricCheck
 
 TARGET = Target("ml", "fraud-a41e02", "30s")
 

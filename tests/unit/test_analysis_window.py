@@ -10,9 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from modeldeploy.analysis import PodSample, RevisionSample, Window, parse_exposition, window_between
-from modeldeploy.analysis.samples import REQUESTS_TOTAL, label_set
-from modeldeploy.analysis.window import common_bounds, pod_delta, restarted
+from modeldeploy.core.analysis import (
+    PodSample,
+    RevisionSample,
+    Window,
+    parse_exposition,
+    window_between,
+)
+from modeldeploy.core.analysis.samples import REQUESTS_TOTAL, label_set
+from modeldeploy.core.analysis.window import common_bounds, pod_delta, restarted
 
 # modelserve.metrics.LATENCY_BUCKETS, copied so these tests need no serving extras
 # (test_buckets_match_modelserve keeps the copy honest).

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from modeldeploy.conditions import ConditionUpdate, set_conditions
+from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from modeldeploy.api import ModelDeploymentSpec
-from modeldeploy.apidocs import render_docs
-from modeldeploy.crd import build_crd, openapi_schema, render_crd
+from modeldeploy.api.apidocs import render_docs
+from modeldeploy.api.crd import build_crd, openapi_schema, render_crd
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "run `make generate` and commit the result"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from modeldeploy.api.spec import Autoscaling, ModelDeploymentSpec
-from modeldeploy.desired.deployment import build_deployment, model_location
-from modeldeploy.desired.owner import Owner
-from modeldeploy.desired.scaling import build_hpa, build_pdb
-from modeldeploy.desired.services import build_services
-from modeldeploy.settings import Settings
+from modeldeploy.core.desired.deployment import build_deployment, model_location
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.desired.scaling import build_hpa, build_pdb
+from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.settings import Settings
 
 OWNER = Owner("fraud", "ml", "uid-1")
 

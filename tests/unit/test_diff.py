@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeldeploy.diff import is_subset, quantity
+from modeldeploy.core.diff import is_subset, quantity
 
 
 @pytest.mark.parametrize(

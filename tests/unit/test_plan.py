@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
-from modeldeploy.desired.owner import Owner
-from modeldeploy.plan import Plan, plan, target_revision
-from modeldeploy.settings import Settings
-from modeldeploy.state import Observed, Problem, RevisionState
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.plan import Plan, plan, target_revision
+from modeldeploy.core.settings import Settings
+from modeldeploy.core.state import Observed, Problem, RevisionState
 
 OWNER = Owner("fraud", "ml", "uid-1")
 SETTINGS = Settings()

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.revision import HASH_LENGTH, serving_template, template_hash
-from modeldeploy.settings import Settings
+from modeldeploy.core.revision import HASH_LENGTH, serving_template, template_hash
+from modeldeploy.core.settings import Settings
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),

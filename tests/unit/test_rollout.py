@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import AnalysisCheck, MetricResult, ModelDeploymentStatus
-from modeldeploy.desired.owner import Owner
-from modeldeploy.plan import Plan, plan, target_revision
-from modeldeploy.rollout import NO_DATA_INTERVALS, analysis_due
-from modeldeploy.settings import Settings
-from modeldeploy.state import Observed, RevisionState
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.plan import Plan, plan, target_revision
+from modeldeploy.core.rollout import NO_DATA_INTERVALS, analysis_due
+from modeldeploy.core.settings import Settings
+from modeldeploy.core.state import Observed, RevisionState
 
 OWNER = Owner("fraud", "ml", "uid-1")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.desired.deployment import build_deployment
-from modeldeploy.desired.owner import Owner
-from modeldeploy.settings import Settings
+from modeldeploy.core.desired.deployment import build_deployment
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.settings import Settings
 
 config = pytest.importorskip("modelserve.config", reason="needs the serving extra")
 

@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modeldeploy.api.spec import GatewayApi, MatchRule, TrafficRouting
-from modeldeploy.desired.owner import Owner
-from modeldeploy.traffic import router_for
-from modeldeploy.traffic.gateway_api import GatewayApiRouter
-from modeldeploy.traffic.replica_ratio import ReplicaRatio, canary_replicas
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.traffic import router_for
+from modeldeploy.core.traffic.gateway_api import GatewayApiRouter
+from modeldeploy.core.traffic.replica_ratio import ReplicaRatio, canary_replicas
 
 OWNER = Owner("fraud", "ml", "uid")
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import Field, WithJsonSchema, model_validator
 
 from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
+from modeldeploy.api.durations import DURATION_PATTERN, parse_duration
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -22,7 +23,6 @@ from modeldeploy.api.types import (
     PositiveDuration,
     Quantity,
 )
-from modeldeploy.durations import DURATION_PATTERN, parse_duration
 
 URI_SCHEMES: Final = ("http://", "https://", "s3://", "pvc://", "file:///")
 BUILTIN_METRICS: Final = ("error-rate", "latency-p50", "latency-p95", "latency-p99", "request-rate")

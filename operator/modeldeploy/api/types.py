@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from modeldeploy.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
+from modeldeploy.api.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
 
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
 # Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).

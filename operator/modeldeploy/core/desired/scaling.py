@@ -1,0 +1,56 @@
+"""HorizontalPodAutoscaler for the stable revision and PodDisruptionBudget for all pods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.api.spec import Autoscaling
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.naming import owner_selector
+
+
+def build_hpa(owner: Owner, autoscaling: Autoscaling, target: str) -> dict[str, Any]:
+    """autoscaling/v2 HPA on CPU utilization, aimed at the stable revision's Deployment.
+
+    Scale-down waits 5 minutes of lower load (the default) so a brief lull does not drop pods
+    the next burst needs; scale-up is immediate.
+    """
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": owner.metadata(owner.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_pdb(owner: Owner) -> dict[str, Any]:
+    """At most one serving pod down at a time during voluntary disruptions (node drains).
+
+    maxUnavailable rather than minAvailable: with a single replica a drain still proceeds (a
+    short outage the user chose with replicas: 1) instead of blocking the node forever.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": owner.metadata(owner.name),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": owner_selector(owner.name)},
+        },
+    }

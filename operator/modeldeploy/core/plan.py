@@ -1,0 +1,380 @@
+"""The decision: from spec, previous status and observations to desired children and status.
+
+`plan()` is a pure function of plain data (no clock, no API): the reconcile shell observes,
+calls it, and carries out what it returns. Everything a user could ask "why did it do that?"
+about is decided here and covered by unit tests.
+
+The rollout state machine (rollout.py) decides who serves and at what weight; the traffic
+provider (traffic/) turns the weight into replica counts and routing objects; this module
+turns all of that into children, deletions and the status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from modeldeploy.api.durations import parse_duration
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
+from modeldeploy.api.status import HISTORY_LIMIT, AnalysisCheck, ModelDeploymentStatus, Phase
+from modeldeploy.core.conditions import ConditionUpdate, set_conditions, timestamp
+from modeldeploy.core.desired.deployment import build_deployment
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.desired.scaling import build_hpa, build_pdb
+from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.naming import entry_service, label_selector, owner_selector, revision_name
+from modeldeploy.core.revision import serving_template, template_hash
+from modeldeploy.core.rollout import Action, RolloutState, decide
+from modeldeploy.core.settings import Settings
+from modeldeploy.core.state import Observed, RevisionState
+from modeldeploy.core.traffic import Split, router_for
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the ModelDeployment: what `kubectl describe md` shows."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name) of children that no longer belong."""
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    wake_at: datetime | None = None
+    """When a decision depends on time (a scale-down delay) rather than on a change in the
+    cluster: the next reconcile must not be skipped after this moment."""
+
+
+def target_revision(owner: Owner, spec: ModelDeploymentSpec, settings: Settings) -> str:
+    """The revision the spec asks for now."""
+    return revision_name(owner.name, template_hash(serving_template(spec, settings)))
+
+
+def plan(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    generation: int,
+    status: ModelDeploymentStatus,
+    observed: Observed,
+    settings: Settings,
+    now: datetime,
+    check: AnalysisCheck | None = None,
+    action: Action | None = None,
+) -> Plan:
+    out = Plan()
+    target = target_revision(owner, spec, settings)
+    revisions = observed.revisions
+    history = [h.to_wire() for h in status.history]
+    blocked = bool(observed.problems) and target not in revisions
+    if blocked:
+        roles = RolloutState(
+            stable=_alive(status.stable_revision.name if status.stable_revision else None,
+                          revisions),
+            previous=_alive(status.previous_revision.name if status.previous_revision else None,
+                            revisions),
+            promoted_at=status.last_promotion_time,
+        )  # fmt: skip
+    else:
+        roles = decide(spec, status, target, revisions, check, action, now)
+    # The watch cache may not show a Deployment applied a moment ago: a revision the status
+    # already names is not new, so its creation is announced once.
+    known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
+    serving = target in (roles.stable, roles.canary)
+    if serving and target not in revisions and target not in known:
+        out.events.append(Event("Normal", "RevisionCreated",
+                                f"created revision {target} (model {_model(spec)})"))  # fmt: skip
+        history.append(_history(now, target, _model_of(target, revisions, spec, target),
+                                "Deployed", "new serving template"))  # fmt: skip
+    out.events.extend(Event(n.type, n.reason, n.message) for n in roles.notices)
+    for revision, event, message in roles.history:
+        model = _model_of(revision, revisions, spec, target)
+        history.append(_history(now, revision, model, event, message))
+
+    wake: list[datetime] = [roles.wake_at] if roles.wake_at else []
+    router = router_for(spec.rollout.traffic_routing)
+    stable_state = revisions.get(roles.stable or "")
+    demand = (
+        max(stable_state.replicas, _base_replicas(spec))
+        if stable_state and spec.autoscaling
+        else _base_replicas(spec)
+    )
+    canary_state = revisions.get(roles.canary or "")
+    weight = roles.weight if canary_state and canary_state.ready_replicas > 0 else 0
+    match = spec.rollout.match if spec.rollout.strategy == Strategy.AB_TEST else None
+    # Size the canary for its step's weight from the start (it must come up to be judged), but
+    # route to it only once it has a ready pod.
+    sizing = router.split(owner, demand, roles.weight, roles.canary, match)
+    split = router.split(owner, demand, weight, roles.canary, match)
+
+    replicas = _replicas(spec, roles, revisions, now, wake, demand, sizing.canary_replicas)
+    for name, count in replicas.items():
+        state = revisions.get(name)
+        if name == target and serving:
+            out.apply.append(build_deployment(owner, spec, settings, name, count))
+        elif state is not None and state.replicas != count:
+            # Old revisions keep their own template; only their scale changes.
+            out.apply.append(_scale_only(owner, name, count))
+            if count == 0:
+                out.events.append(Event("Normal", "ScaledDown", f"scaled revision {name} to 0"))
+    out.delete.extend(("Deployment", n) for n in _expired(roles, target, revisions, spec))
+
+    if roles.stable:
+        entry_all = router.entry_selects_all_revisions()
+        out.apply.extend(build_services(owner, roles.stable, roles.canary, all_revisions=entry_all))
+        out.apply.extend(split.objects)
+        if spec.autoscaling:
+            out.apply.append(build_hpa(owner, spec.autoscaling, roles.stable))
+        out.apply.append(build_pdb(owner))
+    for kind in ("HorizontalPodAutoscaler", "HTTPRoute"):
+        wanted = any(o["kind"] == kind for o in out.apply)
+        if not wanted and (kind, owner.name) in observed.children:
+            out.delete.append((kind, owner.name))
+
+    out.status = _status(
+        owner, spec, generation, status, observed, roles, target, history, now, weight, split
+    )
+    if observed.problems:
+        wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
+    out.wake_at = min(wake, default=None)
+    degraded_before = next((c for c in status.conditions if c.type == "Degraded"), None)
+    for problem in observed.problems:
+        message = f"{problem.field}: {problem.message}"
+        if degraded_before is None or message not in degraded_before.message:
+            out.events.append(Event("Warning", problem.reason, message))
+    return out
+
+
+def _alive(name: str | None, revisions: dict[str, RevisionState]) -> str | None:
+    return name if name and name in revisions else None
+
+
+def _model(spec: ModelDeploymentSpec) -> str:
+    return spec.model.version or spec.model.uri
+
+
+def _history(
+    now: datetime, revision: str, model: dict[str, str], event: str, message: str
+) -> dict[str, Any]:
+    return {"time": timestamp(now), "revision": revision, **model, "event": event,
+            "message": message}  # fmt: skip
+
+
+def _replicas(
+    spec: ModelDeploymentSpec,
+    roles: RolloutState,
+    revisions: dict[str, RevisionState],
+    now: datetime,
+    wake: list[datetime],
+    demand: int,
+    canary_replicas: int,
+) -> dict[str, int | None]:
+    """Replica count per revision.
+
+    The stable side keeps `demand` (the spec's count, or the HPA's, mirrored so that applying
+    never fights it). The candidate gets what the traffic provider asks for its weight, or the
+    full demand when it is about to take over (pre-scaled, so promotion never overwhelms it).
+    """
+    counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
+    if roles.previous and roles.promoted_at and roles.previous in revisions:
+        # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
+        # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
+        delay = timedelta(seconds=parse_duration(spec.rollout.scale_down_delay))
+        if spec.rollout.traffic_routing.replica_ratio is not None:
+            delay = timedelta(0)
+        still_up = now - roles.promoted_at < delay
+        previous = revisions[roles.previous]
+        counts[roles.previous] = previous.replicas if still_up else 0
+        if still_up and previous.replicas:
+            wake.append(roles.promoted_at + delay)
+    if roles.stable:
+        counts[roles.stable] = demand
+    if roles.canary:
+        counts[roles.canary] = demand if roles.full_size else canary_replicas
+    return counts
+
+
+def _base_replicas(spec: ModelDeploymentSpec) -> int:
+    return spec.autoscaling.min_replicas if spec.autoscaling else spec.serving.replicas
+
+
+def _expired(
+    roles: RolloutState, target: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec
+) -> list[str]:
+    """Old revisions beyond revisionHistoryLimit, oldest first."""
+    active = {roles.stable, roles.canary, roles.previous, roles.rolled_back, target}
+    old = [r for r in revisions.values() if r.name not in active]
+    old.sort(key=lambda r: (r.created or datetime.min, r.name), reverse=True)
+    return [r.name for r in old[spec.revision_history_limit :]]
+
+
+def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]:
+    """An apply that owns nothing of an old revision but its replica count.
+
+    Sent under a field manager of its own (see kube.SCALE_MANAGER): applied under the main
+    manager, it would drop the pod template that manager owns from the revision's Deployment.
+    """
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": owner.namespace},
+        "spec": {"replicas": replicas},
+    }
+
+
+def _model_of(
+    name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
+) -> dict[str, str]:
+    """modelVersion and modelUri of a revision: from the spec for the one it names, else from
+    the annotations on the revision's Deployment."""
+    state = revisions.get(name)
+    version: str | None
+    uri: str | None
+    if name == target or state is None:
+        version, uri = spec.model.version, spec.model.uri
+    else:
+        version, uri = state.model_version, state.model_uri
+    model = {}
+    if version:
+        model["modelVersion"] = version
+    if uri:
+        model["modelUri"] = uri
+    return model
+
+
+def _revision_ref(
+    name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
+) -> dict[str, Any]:
+    return {"name": name, **_model_of(name, revisions, spec, target)}
+
+
+def _status(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    generation: int,
+    previous: ModelDeploymentStatus,
+    observed: Observed,
+    roles: RolloutState,
+    target: str,
+    history: list[dict[str, Any]],
+    now: datetime,
+    weight: int,
+    split: Split,
+) -> dict[str, Any]:
+    revisions = observed.revisions
+    stable = revisions.get(roles.stable or "")
+    canary = revisions.get(roles.canary or "")
+    replicas = sum(r.replicas for r in revisions.values())
+    ready = sum(r.ready_replicas for r in revisions.values())
+    failed = [
+        r for r in revisions.values() if r.failed_reason and r.name in (roles.stable, roles.canary)
+    ]
+
+    if observed.problems:
+        degraded = ConditionUpdate(
+            "Degraded",
+            "True",
+            observed.problems[0].reason,
+            "; ".join(f"{p.field}: {p.message}" for p in observed.problems),
+        )
+    elif failed:
+        degraded = ConditionUpdate(
+            "Degraded",
+            "True",
+            "RevisionFailed",
+            f"revision {failed[0].name}: {failed[0].failed_reason}",
+        )
+    else:
+        degraded = ConditionUpdate("Degraded", "False", "AsExpected", "")
+
+    if stable and stable.ready_replicas > 0:
+        ready_cond = ConditionUpdate(
+            "Ready",
+            "True",
+            "Serving",
+            f"{stable.ready_replicas}/{stable.replicas} pods of revision {stable.name} ready",
+        )
+    elif stable and stable.replicas == 0 and _base_replicas(spec) == 0:
+        ready_cond = ConditionUpdate("Ready", "False", "ScaledToZero", "replicas is 0")
+    else:
+        ready_cond = ConditionUpdate(
+            "Ready", "False", "PodsNotReady", "waiting for the serving pods to become ready"
+        )
+
+    if roles.progressing:
+        progressing = roles.progressing
+    elif roles.canary:
+        pods = f"{canary.ready_replicas}/{canary.replicas} pods ready" if canary else "creating"
+        share = f"; {split.effective_weight:.0f}% of traffic" if weight else ""
+        step = (
+            f"step {roles.step + 1}/{len(spec.rollout.steps)}, "
+            if roles.step is not None and (spec.rollout.strategy == Strategy.CANARY)
+            else ""
+        )
+        progressing = ConditionUpdate(
+            "Progressing", "True", "NewRevision", f"revision {roles.canary}: {step}{pods}{share}"
+        )
+    elif (roles.stable and roles.stable not in revisions) or (
+        stable and not stable.fully_ready and stable.replicas > 0
+    ):
+        progressing = ConditionUpdate(
+            "Progressing", "True", "Scaling", "waiting for the stable revision's pods"
+        )
+    else:
+        progressing = ConditionUpdate("Progressing", "False", "Complete", "")
+
+    if degraded.status == "True":
+        phase = Phase.FAILED
+    elif roles.phase is not None:
+        phase = roles.phase
+    elif spec.paused:
+        phase = Phase.PAUSED
+    elif progressing.status == "True" or ready_cond.status != "True":
+        phase = Phase.PROGRESSING
+    else:
+        phase = Phase.HEALTHY
+
+    conditions = set_conditions(
+        [c.to_wire() for c in previous.conditions],
+        [ready_cond, progressing, degraded],
+        now,
+        generation,
+    )
+    model = spec.model.name or owner.name
+    scheme = "https" if spec.serving.tls else "http"
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "phase": phase.value,
+        "conditions": conditions,
+        "canaryWeight": weight,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "selector": label_selector(owner_selector(owner.name)),
+        "url": f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
+        "history": history[-HISTORY_LIMIT:],
+    }
+    if roles.stable:
+        status["stableRevision"] = _revision_ref(roles.stable, revisions, spec, target)
+    if roles.canary:
+        status["canaryRevision"] = _revision_ref(roles.canary, revisions, spec, target)
+    if roles.previous:
+        status["previousRevision"] = _revision_ref(roles.previous, revisions, spec, "")
+    if roles.promoted_at:
+        status["lastPromotionTime"] = timestamp(roles.promoted_at)
+    if roles.rolled_back:
+        status["rolledBackRevision"] = _revision_ref(roles.rolled_back, revisions, spec, target)
+    if roles.step is not None and roles.canary:
+        status["currentStep"] = roles.step
+    if roles.step_started_at and roles.canary:
+        status["stepStartedAt"] = timestamp(roles.step_started_at)
+    if roles.analysis:
+        status["analysis"] = roles.analysis
+    if previous.handled_action:
+        status["handledAction"] = previous.handled_action
+    return status

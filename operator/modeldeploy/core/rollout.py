@@ -1,0 +1,374 @@
+"""The rollout state machine: which revision serves, at what weight, and what happens next.
+
+A pure function of (spec, previous status, observed revisions, the newest analysis check, a
+user action, now). All its state lives in the status it returns, so an operator restarted in
+the middle of any step continues at the same step; nothing is kept in memory.
+
+Strategies
+- Canary: `steps` of setWeight/pause. The pause clock of a step starts once the canary has a
+  ready pod; a step ends when its pause is over and the latest check since it began passed.
+  After the last step the canary is scaled to the stable side's size, then takes over.
+- BlueGreen: the candidate runs at full size without traffic; after `iterations` checks without
+  a failure (checks see smoke-test traffic sent to NAME-canary, if any) it takes over at once.
+- ABTest: requests matching `match` go to the candidate; after `iterations` passed checks it is
+  scaled up and takes over.
+- Immediate: the candidate takes over as soon as all its pods are ready, without analysis.
+
+Outcomes
+- `failureLimit` failed checks in a row: rollback. Traffic returns to stable, the candidate is
+  scaled to zero, and the revision is remembered in `rolledBackRevision` so it is not tried
+  again until the spec changes or the user runs `modeldeploy retry`.
+- Checks with too little traffic are Inconclusive, never Failed. After NO_DATA_INTERVALS of
+  them in a row the rollout holds (phase Paused, reason NotEnoughData) and goes on by itself as
+  soon as enough traffic arrives: quiet hours never roll a good release back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from modeldeploy.api.durations import parse_duration
+from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
+from modeldeploy.api.status import AnalysisCheck, ModelDeploymentStatus, Phase, Verdict
+from modeldeploy.core.conditions import ConditionUpdate, timestamp
+from modeldeploy.core.state import RevisionState
+
+NO_DATA_INTERVALS: Final = 10
+"""Inconclusive checks in a row before a rollout reports that it is waiting for traffic."""
+CHECKS_KEPT: Final = 10
+Action = Literal["promote", "abort", "retry", "undo"]
+ACTIONS: Final = ("promote", "abort", "retry", "undo")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An Event the rollout wants posted (type, reason, message)."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class RolloutState:
+    """Who serves and what comes next; becomes part of the status."""
+
+    stable: str | None
+    canary: str | None = None
+    previous: str | None = None
+    promoted_at: datetime | None = None
+    rolled_back: str | None = None
+    weight: int = 0
+    step: int | None = None
+    step_started_at: datetime | None = None
+    full_size: bool = False
+    """The candidate runs at the stable side's size (BlueGreen, Immediate, before a switch)."""
+    analysis: dict[str, Any] = field(default_factory=dict)
+    phase: Phase | None = None
+    """Set when the rollout decides the phase (Paused, RolledBack); else readiness decides."""
+    progressing: ConditionUpdate | None = None
+    notices: list[Notice] = field(default_factory=list)
+    history: list[tuple[str, str, str]] = field(default_factory=list)
+    """(revision, event, message) lines for the audit trail."""
+    wake_at: datetime | None = None
+
+
+def _alive(name: str | None, revisions: dict[str, RevisionState]) -> str | None:
+    return name if name and name in revisions else None
+
+
+def _seconds(duration: str) -> timedelta:
+    return timedelta(seconds=parse_duration(duration))
+
+
+def analysis_due(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    target: str,
+    revisions: dict[str, RevisionState],
+    now: datetime,
+) -> bool:
+    """Should the shell collect a check now? Only for a live candidate, once per interval."""
+    if spec.rollout.strategy == Strategy.IMMEDIATE or spec.paused:
+        return False
+    canary = status.canary_revision
+    if canary is None or canary.name != target or canary.name not in revisions:
+        return False
+    if revisions[canary.name].ready_replicas == 0:
+        return False
+    checks = status.analysis.checks if status.analysis else []
+    if not checks:
+        return True
+    return now - checks[-1].time >= _seconds(spec.rollout.analysis.interval)
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    target: str,
+    revisions: dict[str, RevisionState],
+    check: AnalysisCheck | None,
+    action: Action | None,
+    now: datetime,
+) -> RolloutState:
+    out = RolloutState(
+        stable=_alive(status.stable_revision.name if status.stable_revision else None, revisions),
+        previous=_alive(
+            status.previous_revision.name if status.previous_revision else None, revisions
+        ),
+        promoted_at=status.last_promotion_time,
+        rolled_back=status.rolled_back_revision.name if status.rolled_back_revision else None,
+    )
+    if action == "retry" and out.rolled_back:
+        out.notices.append(Notice("Normal", "Retry", f"retrying revision {out.rolled_back}"))
+        out.rolled_back = None
+    if action == "undo":
+        _undo(out, target, now)
+        return out
+    if out.stable is None:
+        out.stable = target  # the first revision: nothing to compare it with
+        return out
+    if target == out.stable:
+        out.rolled_back = None if out.rolled_back == target else out.rolled_back
+        return out
+    if target == out.rolled_back:
+        # Keep the record of the checks that failed it: what a user reads after a rollback.
+        if status.analysis is not None:
+            out.analysis = status.analysis.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out.phase = Phase.ROLLED_BACK
+        out.progressing = ConditionUpdate(
+            "Progressing", "False", "RolledBack",
+            f"revision {target} was rolled back; change the spec or run `modeldeploy retry`",
+        )  # fmt: skip
+        return out
+
+    out.canary = target
+    fresh = status.canary_revision is None or status.canary_revision.name != target
+    analysis = (
+        {}
+        if fresh or status.analysis is None
+        else status.analysis.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    out.analysis = {"checks": analysis.get("checks", []),
+                    "consecutiveFailures": analysis.get("consecutiveFailures", 0),
+                    "passedChecks": analysis.get("passedChecks", 0)}  # fmt: skip
+    if analysis.get("inconclusiveSince"):
+        out.analysis["inconclusiveSince"] = analysis["inconclusiveSince"]
+    out.step = 0 if fresh else (status.current_step or 0)
+    out.step_started_at = None if fresh else status.step_started_at
+    if fresh:
+        started = f"rolling out revision {target} ({spec.rollout.strategy})"
+        out.notices.append(Notice("Normal", "RolloutStarted", started))
+
+    strategy = spec.rollout.strategy
+    state = revisions.get(target)
+    if action == "abort":
+        _rollback(out, target, "aborted by the user (modeldeploy abort)")
+        return out
+    if action == "promote" or strategy == Strategy.IMMEDIATE:
+        out.full_size = True
+        out.step = None
+        if state is not None and state.fully_ready:
+            reason = "promoted by the user" if action == "promote" else "all pods ready"
+            _switch(out, target, reason, now)
+        return out
+    if spec.paused:
+        out.weight = _weight(spec, out)
+        out.phase = Phase.PAUSED
+        out.progressing = ConditionUpdate(
+            "Progressing", "Unknown", "Paused", "spec.paused is true: the rollout holds where it is"
+        )
+        return out
+
+    ready = state is not None and state.ready_replicas > 0
+    if ready and out.step_started_at is None:
+        out.step_started_at = now  # a step's pause counts from when the canary can answer
+    if check is not None:
+        # BlueGreen has no live traffic by design: a quiet (Inconclusive) check counts as good.
+        quiet_is_good = strategy == Strategy.BLUE_GREEN
+        _record(out, check, spec.rollout.analysis.failure_limit, quiet_is_good)
+        if out.analysis["consecutiveFailures"] >= spec.rollout.analysis.failure_limit:
+            _rollback(out, target, _failure_summary(check))
+            return out
+    interval = _seconds(spec.rollout.analysis.interval)
+    waiting = _waiting_for_data(out, interval, now)
+
+    if strategy == Strategy.CANARY:
+        _canary(spec, out, state, now, waiting, interval)
+    elif strategy == Strategy.BLUE_GREEN:
+        out.full_size = True
+        if state is not None and state.fully_ready and _iterations_done(spec, out):
+            passed = f"{spec.rollout.analysis.iterations} checks without a failure"
+            _switch(out, target, passed, now)
+            return out
+    elif strategy == Strategy.AB_TEST and _iterations_done(spec, out):
+        out.full_size = True
+        if state is not None and state.fully_ready:
+            _switch(out, target, f"{spec.rollout.analysis.iterations} checks passed", now)
+            return out
+    if out.canary != target:  # switched by _canary
+        return out
+    if ready:
+        next_check = _next_check(out, interval, now)
+        out.wake_at = min(out.wake_at, next_check) if out.wake_at else next_check
+    if waiting and out.canary:
+        out.phase = Phase.PAUSED
+        out.progressing = ConditionUpdate(
+            "Progressing", "Unknown", "NotEnoughData",
+            f"holding at {out.weight}%: the last {NO_DATA_INTERVALS} checks saw fewer than "
+            f"{spec.rollout.analysis.min_requests} requests per interval; the rollout goes on "
+            "when traffic returns (or lower analysis.minRequests)",
+        )  # fmt: skip
+    return out
+
+
+def _weight(spec: ModelDeploymentSpec, out: RolloutState) -> int:
+    steps = spec.rollout.steps
+    if spec.rollout.strategy != Strategy.CANARY or out.step is None or out.step >= len(steps):
+        return 0
+    return steps[out.step].set_weight
+
+
+def _canary(
+    spec: ModelDeploymentSpec,
+    out: RolloutState,
+    state: RevisionState | None,
+    now: datetime,
+    waiting: bool,
+    interval: timedelta,
+) -> None:
+    steps = spec.rollout.steps
+    assert out.step is not None
+    if out.step >= len(steps):  # all steps done: scale up, then switch
+        out.full_size = True
+        if state is not None and state.fully_ready:
+            _switch(out, out.canary or "", f"all {len(steps)} steps passed", now)
+        return
+    out.weight = steps[out.step].set_weight
+    if out.step_started_at is None or waiting:
+        return
+    pause = steps[out.step].pause
+    if pause == "indefinite":
+        out.progressing = ConditionUpdate("Progressing", "True", "PausedAtStep",
+                                          f"holding at {out.weight}% until `modeldeploy "
+                                          "promote`")  # fmt: skip
+        return
+    hold = _seconds(pause) if pause else interval
+    due = out.step_started_at + hold
+    latest = out.analysis["checks"][-1] if out.analysis["checks"] else None
+    passed_since_start = (
+        latest is not None
+        and latest["verdict"] == Verdict.PASSED
+        and (datetime.fromisoformat(latest["time"]) >= out.step_started_at)
+    )
+    if now >= due and passed_since_start:
+        before = out.weight
+        out.step += 1
+        out.step_started_at = now
+        out.weight = steps[out.step].set_weight if out.step < len(steps) else 100
+        out.full_size = out.step >= len(steps)
+        out.notices.append(Notice("Normal", "StepAdvanced",
+                                  f"step {out.step}/{len(steps)}: weight {before}% → "
+                                  f"{out.weight}%"))  # fmt: skip
+        if out.full_size:
+            out.weight = before  # traffic stays while the canary grows to full size
+        return
+    if now < due:
+        out.wake_at = due
+
+
+def _record(
+    out: RolloutState, check: AnalysisCheck, failure_limit: int, quiet_is_good: bool
+) -> None:
+    record = check.model_dump(mode="json", by_alias=True, exclude_none=True)
+    out.analysis["checks"] = [*out.analysis["checks"], record][-CHECKS_KEPT:]
+    if check.verdict == Verdict.FAILED:
+        out.analysis["consecutiveFailures"] += 1
+        out.analysis.pop("inconclusiveSince", None)
+        failed = ", ".join(r.metric for r in check.results if r.verdict == Verdict.FAILED)
+        out.notices.append(Notice("Warning", "AnalysisFailed",
+                                  f"check failed ({out.analysis['consecutiveFailures']}/"
+                                  f"{failure_limit}): {failed}"))  # fmt: skip
+    elif check.verdict == Verdict.PASSED:
+        out.analysis["consecutiveFailures"] = 0
+        out.analysis["passedChecks"] += 1
+        out.analysis.pop("inconclusiveSince", None)
+    else:
+        if quiet_is_good:
+            out.analysis["passedChecks"] += 1
+        out.analysis.setdefault("inconclusiveSince", timestamp(check.time))
+
+
+def _waiting_for_data(out: RolloutState, interval: timedelta, now: datetime) -> bool:
+    since = out.analysis.get("inconclusiveSince")
+    return since is not None and now - datetime.fromisoformat(since) >= NO_DATA_INTERVALS * interval
+
+
+def _iterations_done(spec: ModelDeploymentSpec, out: RolloutState) -> bool:
+    """Enough good checks in this rollout, and the latest one did not fail."""
+    passed: int = out.analysis["passedChecks"]
+    failures: int = out.analysis["consecutiveFailures"]
+    return passed >= spec.rollout.analysis.iterations and failures == 0
+
+
+def _next_check(out: RolloutState, interval: timedelta, now: datetime) -> datetime:
+    checks = out.analysis["checks"]
+    if not checks:
+        return now + interval
+    return max(now, datetime.fromisoformat(checks[-1]["time"]) + interval)
+
+
+def _failure_summary(check: AnalysisCheck) -> str:
+    parts = []
+    for r in check.results:
+        if r.verdict != Verdict.FAILED:
+            continue
+        text = f"{r.metric}={r.canary_value:.4g}" if r.canary_value is not None else r.metric
+        if r.limit:
+            text += f" (limit {r.limit})"
+        if r.stable_value is not None:
+            text += f", stable {r.stable_value:.4g}"
+        if r.p_value is not None:
+            text += f", p={r.p_value:.3g}"
+        parts.append(text)
+    return "analysis failed: " + "; ".join(parts)
+
+
+def _switch(out: RolloutState, target: str, reason: str, now: datetime) -> None:
+    out.notices.append(Notice("Normal", "Promoted", f"revision {target} promoted: {reason}"))
+    out.history.append((target, "Promoted", reason))
+    out.previous, out.stable, out.canary = out.stable, target, None
+    out.promoted_at = now
+    out.weight, out.step, out.step_started_at, out.full_size = 0, None, None, False
+    out.analysis = {}
+
+
+def _rollback(out: RolloutState, target: str, reason: str) -> None:
+    out.notices.append(Notice("Warning", "RolledBack", f"revision {target} rolled back: {reason}"))
+    out.history.append((target, "RolledBack", reason))
+    out.rolled_back, out.canary = target, None
+    out.weight, out.step, out.step_started_at, out.full_size = 0, None, None, False
+    out.phase = Phase.ROLLED_BACK
+    out.progressing = ConditionUpdate(
+        "Progressing", "False", "RolledBack",
+        f"{reason}; traffic is back on {out.stable}. Fix the model and change the spec, or run "
+        "`modeldeploy retry`",
+    )  # fmt: skip
+
+
+def _undo(out: RolloutState, target: str, now: datetime) -> None:
+    """One step back: the previous revision serves again, the current one is set aside."""
+    if out.previous is None or out.stable is None:
+        out.notices.append(Notice("Warning", "UndoImpossible",
+                                  "no previous revision is kept to go back to"))  # fmt: skip
+        return
+    current = out.stable
+    out.notices.append(Notice("Normal", "Undone", f"revision {out.previous} serves again "
+                                                  f"instead of {current}"))  # fmt: skip
+    out.history.append((out.previous, "Undone", f"back from {current}"))
+    out.stable, out.previous = out.previous, current
+    out.rolled_back = target if target != out.stable else None
+    out.promoted_at = now
+    out.phase = Phase.ROLLED_BACK if out.rolled_back else None

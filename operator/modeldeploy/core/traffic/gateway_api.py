@@ -1,0 +1,105 @@
+"""Exact weights, header/cookie matches and shadow traffic on a Gateway API HTTPRoute.
+
+The route sends the default rule to `NAME-stable` and `NAME-canary` with weights that add up
+to 100. ABTest match rules come first and send matching requests to the canary only. Gateway
+API has no cookie match, so a cookie rule becomes a regular expression on the Cookie header.
+With `mirror`, stable traffic is also copied to the canary and its answers dropped.
+
+The canary's size follows its share of traffic, rounded up, so it is never starved:
+c = ceil(demand * w / 100), at least 1 while a canary exists (it must answer matched or
+mirrored requests even at weight 0).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from modeldeploy.api.spec import GatewayApi, MatchRule
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.naming import SERVICE_PORT, canary_service, stable_service
+from modeldeploy.core.traffic.base import Split
+
+
+def _backend(name: str, weight: int | None = None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": name, "port": SERVICE_PORT}
+    if weight is not None:
+        ref["weight"] = weight
+    return ref
+
+
+def match_to_gateway(rule: MatchRule) -> dict[str, Any]:
+    """One ABTest rule as an HTTPRouteMatch.
+
+    >>> from modeldeploy.api.spec import CookieMatch
+    >>> rule = MatchRule(cookies=[CookieMatch(name="variant", value="b")])
+    >>> match_to_gateway(rule)["headers"][0]["value"]
+    '(^|;\\\\s*)variant=b(;|$)'
+    """
+    headers = [{"name": h.name, "type": h.type, "value": h.value} for h in rule.headers or []]
+    for cookie in rule.cookies or []:
+        pattern = rf"(^|;\s*){re.escape(cookie.name)}={re.escape(cookie.value)}(;|$)"
+        headers.append({"name": "Cookie", "type": "RegularExpression", "value": pattern})
+    return {"headers": headers}
+
+
+def build_route(
+    owner: Owner,
+    config: GatewayApi,
+    weight: int,
+    has_canary: bool,
+    match: list[MatchRule] | None,
+) -> dict[str, Any]:
+    stable, canary = stable_service(owner.name), canary_service(owner.name)
+    rules: list[dict[str, Any]] = []
+    if has_canary and match:
+        rules.append({"matches": [match_to_gateway(m) for m in match],
+                      "backendRefs": [_backend(canary)]})  # fmt: skip
+    default: dict[str, Any] = {
+        "backendRefs": [_backend(stable, 100 - weight), _backend(canary, weight)]
+        if has_canary
+        else [_backend(stable)]
+    }
+    if has_canary and config.mirror:
+        default["filters"] = [{"type": "RequestMirror",
+                               "requestMirror": {"backendRef": _backend(canary)}}]  # fmt: skip
+    rules.append(default)
+    parent_refs = []
+    for ref in config.parent_refs:
+        parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                  "name": ref.name}  # fmt: skip
+        if ref.namespace:
+            parent["namespace"] = ref.namespace
+        if ref.section_name:
+            parent["sectionName"] = ref.section_name
+        parent_refs.append(parent)
+    spec: dict[str, Any] = {"parentRefs": parent_refs, "rules": rules}
+    if config.hostnames:
+        spec["hostnames"] = list(config.hostnames)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": owner.metadata(owner.name),
+        "spec": spec,
+    }
+
+
+class GatewayApiRouter:
+    def __init__(self, config: GatewayApi) -> None:
+        self.config = config
+
+    def split(
+        self,
+        owner: Owner,
+        demand: int,
+        weight: int,
+        canary: str | None,
+        match: list[MatchRule] | None,
+    ) -> Split:
+        c = max(1, math.ceil(demand * weight / 100)) if canary else 0
+        route = build_route(owner, self.config, weight, canary is not None, match)
+        return Split(demand, c, float(weight) if canary else 0.0, [route])
+
+    def entry_selects_all_revisions(self) -> bool:
+        return False

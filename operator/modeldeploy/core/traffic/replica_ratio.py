@@ -1,0 +1,52 @@
+"""Weights approximated by replica counts behind one entry Service (no mesh, no gateway).
+
+kube-proxy spreads connections evenly over ready endpoints, so with `s` stable and `c` canary
+pods the canary gets about c / (s + c) of the traffic. The stable side keeps its full size
+(`demand`, the HPA's or spec's count): capacity never drops during a rollout and the HPA is
+never fought. The canary gets the smallest count whose share is closest to the weight:
+
+    c = round(demand * w / (100 - w)), at least 1 while w > 0
+
+Worked examples (demand 2): w=10 → c=1 → 33 %; w=50 → c=2 → 50 %. With demand 10: w=10 →
+c=1 → 9.1 %; w=25 → c=3 → 23 %. The granularity is one pod: with few replicas a small weight
+over-shoots, which the status reports as the effective weight. Use gatewayAPI for exact
+weights, header matches (ABTest) and shadow traffic.
+"""
+
+from __future__ import annotations
+
+from modeldeploy.api.spec import MatchRule
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.traffic.base import Split
+
+
+def canary_replicas(demand: int, weight: int) -> int:
+    """Canary pods for `weight` percent next to `demand` stable pods.
+
+    >>> [canary_replicas(2, w) for w in (0, 10, 50)]
+    [0, 1, 2]
+    >>> canary_replicas(10, 25)
+    3
+    """
+    if weight <= 0:
+        return 0
+    if weight >= 100:
+        return max(demand, 1)
+    return max(1, round(demand * weight / (100 - weight)))
+
+
+class ReplicaRatio:
+    def split(  # the interface's other inputs matter only to routers
+        self,
+        owner: Owner,  # noqa: ARG002
+        demand: int,
+        weight: int,
+        canary: str | None,
+        match: list[MatchRule] | None,  # noqa: ARG002
+    ) -> Split:
+        c = canary_replicas(demand, weight) if canary else 0
+        total = demand + c
+        return Split(demand, c, 100.0 * c / total if total else 0.0)
+
+    def entry_selects_all_revisions(self) -> bool:
+        return True

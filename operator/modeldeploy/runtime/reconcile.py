@@ -1,0 +1,234 @@
+"""One reconcile: observe → decide → act, always ending in a status sync.
+
+Called by the kopf handlers for events and on the resync timer; idempotent, so running it
+twice, or after a restart, does no harm. It writes only what differs from the live objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modeldeploy.api import GROUP
+from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.core.conditions import ConditionUpdate, set_conditions
+from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.diff import is_subset
+from modeldeploy.core.naming import ACTION_ANNOTATION
+from modeldeploy.core.observe import observed
+from modeldeploy.core.plan import Event, plan, target_revision
+from modeldeploy.core.rollout import ACTIONS, Action, analysis_due
+from modeldeploy.core.settings import Settings
+from modeldeploy.runtime import metrics
+from modeldeploy.runtime.collect import Collector
+from modeldeploy.runtime.kube import SCALE_MANAGER, Kube
+
+log = logging.getLogger(__name__)
+
+APPLIED_ANNOTATION = f"{GROUP}/applied-hash"
+"""Hash of what was last applied: tells a hand edit (same hash, different fields) from a
+change of our own (new hash)."""
+
+
+@dataclass
+class Outcome:
+    events: list[Event] = field(default_factory=list)
+    writes: int = 0
+    wake_at: datetime | None = None
+
+
+def _with_hash(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    meta = obj["metadata"]
+    annotations = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: digest}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}, digest
+
+
+def reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    children: Iterable[dict[str, Any]],
+    settings: Settings,
+    now: datetime,
+    collector: Collector | None = None,
+) -> Outcome:
+    started = time.perf_counter()
+    try:
+        outcome = _reconcile(kube, body, children, settings, now, collector)
+    except Exception:
+        metrics.RECONCILES.labels(result="error").inc()
+        raise
+    metrics.RECONCILES.labels(result="ok").inc()
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    return outcome
+
+
+def _reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    children: Iterable[dict[str, Any]],
+    settings: Settings,
+    now: datetime,
+    collector: Collector | None,
+) -> Outcome:
+    meta = body["metadata"]
+    owner = Owner(meta["name"], meta["namespace"], meta["uid"])
+    generation = int(meta.get("generation") or 0)
+    previous = body.get("status") or {}
+    out = Outcome()
+    try:
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        # The CRD refuses bad specs; this catches objects stored under an older schema.
+        message = "; ".join(
+            f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        status = {
+            **previous,
+            "observedGeneration": generation,
+            "phase": "Failed",
+            "conditions": set_conditions(
+                previous.get("conditions") or [],
+                [ConditionUpdate("Degraded", "True", "InvalidSpec", message)],
+                now,
+                generation,
+            ),
+        }
+        out.events.append(Event("Warning", "InvalidSpec", message))
+        out.wake_at = now
+        _sync_status(kube, owner, previous, status, out)
+        return out
+    try:
+        status_before = ModelDeploymentStatus.model_validate(previous)
+    except ValidationError:
+        status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
+
+    seen = observed(children, spec, owner.namespace, kube.exists)
+    requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    action = pending_action(requested, status_before.handled_action)
+    check = None
+    target = target_revision(owner, spec, settings)
+    if collector and analysis_due(spec, status_before, target, seen.revisions, now):
+        stable = status_before.stable_revision.name if status_before.stable_revision else None
+        check = collector.check(owner.namespace, owner.name, spec.rollout.analysis, target,
+                                stable, status_before.current_step or 0, now)  # fmt: skip
+    decided = plan(
+        owner, spec, generation, status_before, seen, settings, now, check=check, action=action
+    )
+    if requested and requested != status_before.handled_action:
+        decided.status["handledAction"] = requested
+        if action is None:
+            hint = "use promote, abort, retry or undo (modeldeploy ACTION NAME)"
+            message = f"{ACTION_ANNOTATION}={requested!r} is not an action: {hint}"
+            out.events.append(Event("Warning", "UnknownAction", message))
+    out.events.extend(decided.events)
+    out.wake_at = decided.wake_at
+    metrics.record_status(owner.namespace, owner.name, decided.status)
+    if check is not None:
+        metrics.CHECKS.labels(owner.namespace, owner.name, check.verdict.value).inc()
+    for event in decided.events:
+        if event.reason in ("Promoted", "RolledBack"):
+            metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
+
+    for desired in decided.apply:
+        kind, name = desired["kind"], desired["metadata"]["name"]
+        live = seen.children.get((kind, name))
+        scale_only = "template" not in desired["spec"] and kind == "Deployment"
+        if scale_only:
+            if live is None or is_subset(desired, live):
+                continue
+            kube.apply(desired, manager=SCALE_MANAGER)
+            log.info(
+                "%s %s/%s scaled to %s", kind, owner.namespace, name, desired["spec"]["replicas"]
+            )
+            out.writes += 1
+            continue
+        stamped, digest = _with_hash(desired)
+        if live is not None and is_subset(stamped, live):
+            continue
+        kube.apply(stamped)
+        log.info("%s %s/%s %s", kind, owner.namespace, name, "configured" if live else "created")
+        out.writes += 1
+        live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
+            APPLIED_ANNOTATION
+        )
+        if live is not None and live_hash == digest and not _only_rescaled(stamped, live):
+            out.events.append(
+                Event("Normal", "Repaired", f"{kind} {name} was changed by hand; restored")
+            )
+        elif (
+            live is None and previous.get("observedGeneration") and _was_ours(kind, name, previous)
+        ):
+            out.events.append(Event("Normal", "Repaired", f"{kind} {name} was missing; recreated"))
+    for kind, name in decided.delete:
+        kube.delete(kind, owner.namespace, name)
+        out.writes += 1
+        out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
+    _sync_status(kube, owner, previous, decided.status, out)
+    return out
+
+
+def _only_rescaled(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+    """Does `live` differ from `desired` only in spec.replicas? An old revision scaled down by
+    the scale-only manager and now wanted again looks like that: our own change, not a hand
+    edit to report as repaired.
+
+    >>> d = {"kind": "Deployment", "spec": {"replicas": 2, "template": {"x": 1}}}
+    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 1}}})
+    True
+    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 2}}})
+    False
+    """
+    spec = {k: v for k, v in desired.get("spec", {}).items() if k != "replicas"}
+    return is_subset({**desired, "spec": spec}, live)
+
+
+def pending_action(requested: str | None, handled: str | None) -> Action | None:
+    """The user's command in the action annotation, if it was not acted on yet.
+
+    >>> pending_action("promote@2026-01-01T00:00:00Z", None)
+    'promote'
+    >>> pending_action("promote@2026-01-01T00:00:00Z", "promote@2026-01-01T00:00:00Z") is None
+    True
+    """
+    if not requested or requested == handled:
+        return None
+    verb = requested.partition("@")[0]
+    for known in ACTIONS:
+        if verb == known:
+            return known
+    return None
+
+
+def _was_ours(kind: str, name: str, previous: dict[str, Any]) -> bool:
+    """Did an earlier reconcile already create this child? (Then its absence is drift.)"""
+    if kind != "Deployment":
+        return previous.get("stableRevision") is not None
+    return any(
+        (previous.get(k) or {}).get("name") == name for k in ("stableRevision", "canaryRevision")
+    )
+
+
+def _sync_status(
+    kube: Kube, owner: Owner, previous: dict[str, Any], status: dict[str, Any], out: Outcome
+) -> None:
+    if _normalized(status) != _normalized(previous):
+        # A merge patch keeps keys it does not mention: name the ones to drop with null.
+        dropped = {key: None for key in previous if key not in status}
+        kube.patch_status(owner.namespace, owner.name, {**dropped, **status})
+        log.info("ModelDeployment %s/%s status updated", owner.namespace, owner.name)
+        out.writes += 1
+
+
+def _normalized(status: dict[str, Any]) -> Any:
+    """Status as the API server stores it (no nulls), for comparing before writing."""
+    return json.loads(json.dumps(ModelDeploymentStatus.model_validate(status).to_wire()))
