@@ -28,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from . import __version__
-from .auth import Authenticator
+from .auth import Authenticator, may_read_payloads
 from .batching import Batcher
 from .codec import InferRequest, decode_v1, decode_v2, encode_v1, encode_v2
 from .config import Settings
@@ -213,11 +213,21 @@ class App:
             return READY if self.ready else NOT_READY
         if path == "/metrics":
             _allow(request, "GET")
-            return Response(200, self.metrics.exposition(), CONTENT_TYPE)
+            return self._scrape(request)
         if path in {"/v2", "/v2/"}:
             _allow(request, "GET")
             return self._server_metadata
         raise NotFoundError(f"no route for {request.path}")
+
+    def _scrape(self, request: Request) -> Response:
+        """/metrics: the drift families carry request values, so they need credentials once any
+        secret is configured; the rest stays open for Prometheus and the operator."""
+        payload = may_read_payloads(
+            request.headers.get(b"authorization"),
+            inference=self.auth,
+            scrape_token=self.settings.metrics_token,
+        )
+        return Response(200, self.metrics.exposition(payload=payload), CONTENT_TYPE)
 
     def _v2_model(self, request: Request, rest: str, respond: Respond) -> Response | None:
         parts = rest.split("/")

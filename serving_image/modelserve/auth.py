@@ -1,9 +1,12 @@
 """Optional bearer authentication: a static token, or a JWT signed HS256 or RS256.
 
-Health probes and /metrics stay open (kubelet and Prometheus carry no client credentials);
-inference and metadata require credentials when any auth option is set. Tokens are compared in
-constant time. Verified JWTs are remembered until they expire, so an RS256 signature check is
-paid once per token rather than once per request.
+Inference and metadata require credentials when any auth option is set. Health probes stay open
+(the kubelet carries no credentials), and so does /metrics, in part: the operational families
+are served to anyone (the operator's pods provider scrapes through the API server's pod proxy
+without credentials), while the families derived from request values need the inference
+credential or a dedicated scrape token (`may_read_payloads`). Tokens are compared in constant
+time. Verified JWTs are remembered until they expire, so an RS256 signature check is paid once
+per token rather than once per request.
 """
 
 from __future__ import annotations
@@ -96,6 +99,30 @@ class JwtValidator:
         self._valid[token] = float(claims["exp"])
         if len(self._valid) > CACHE_SIZE:
             self._valid.popitem(last=False)
+
+
+def may_read_payloads(
+    authorization: bytes | None, *, inference: Authenticator | None, scrape_token: str | None
+) -> bool:
+    """Whether a /metrics scrape may read the families derived from request values.
+
+    With no secret configured there is nothing to check against: everything is served, as an
+    open inference route would hand out the same values anyway. Otherwise a scrape without an
+    Authorization header gets the operational families only, and one with a credential gets
+    everything if it is the scrape token or passes inference auth. A wrong credential raises
+    UnauthorizedError (401) instead of quietly serving less: a misconfigured Prometheus then
+    shows a failing target, not dashboards that silently lost their drift panels.
+    """
+    if inference is None and not scrape_token:
+        return True
+    if authorization is None:
+        return False
+    if scrape_token and hmac.compare_digest(_bearer(authorization), scrape_token.encode()):
+        return True
+    if inference is None:
+        raise UnauthorizedError("invalid bearer token for /metrics")
+    inference.check(authorization)
+    return True
 
 
 def from_settings(

@@ -75,12 +75,6 @@ class Settings:
         """Whether inference and metadata routes require credentials."""
         return bool(self.auth_token or self.jwt_secret or self.jwt_public_key)
 
-    @property
-    def drift_private(self) -> bool:
-        """Whether the payload-derived metric families need credentials: as soon as any secret
-        is configured, since an open /metrics would then leak what the secret protects."""
-        return self.auth_enabled or bool(self.metrics_token)
-
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()

@@ -10,6 +10,13 @@ instead of prometheus_client's locked objects, and drift statistics are folded i
 few hundred rows, and before each scrape) rather than computed per batch. On a small model that
 difference is a measurable share of a request's cost. Gauges that describe live state (queue
 depth, in-flight) are read at scrape time from the objects that own them.
+
+The families live in two registries, because they differ in what they reveal. The operational
+ones (request counts by code, latency and batch-size histograms, queue depth, in-flight, load
+time, readiness) say how the server is doing and nothing about what clients sent. The drift
+statistics (per-feature sums, squares, means, variances, row and non-finite counts) are computed
+from request values: one request moves the sums by exactly its values. The app serves the second
+registry only to a scrape it trusts with payloads (see auth.may_read_payloads).
 """
 
 from __future__ import annotations
@@ -86,6 +93,10 @@ class DriftStats:
     Sums and sums of squares are exported too, so a window's mean is Δsum / Δrows. Batches are
     queued by reference and folded in bulk, which costs a fraction of folding each one.
 
+    A row with a NaN or an infinity among its tracked values is left out and those values are
+    counted instead: folded in, one such value would turn every later mean and variance into NaN
+    for the life of the process. Leaving out the whole row keeps Δsum / Δrows a mean.
+
     An input whose row width varies (a dynamic non-batch dimension, such as token ids) is
     tracked at the width of the first non-empty rows seen (at most N): wider rows count their
     first values, narrower rows are left out, since their positions do not line up with the
@@ -98,6 +109,7 @@ class DriftStats:
         self._queued: dict[str, list[np.ndarray[Any, Any]]] = {}
         self._queued_rows = 0
         self.rows: dict[str, int] = {}
+        self.nonfinite: dict[str, int] = {}
         self.sums: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
         self.squares: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
 
@@ -126,6 +138,10 @@ class DriftStats:
         try:
             for name, arrays in self._queued.items():
                 values = np.concatenate(arrays).astype(np.float64, copy=False)
+                if arrays[0].dtype.kind == "f":
+                    values = self._finite_rows(name, values)
+                    if not values.shape[0]:
+                        continue
                 total = values.sum(axis=0)
                 squares = np.einsum("ij,ij->j", values, values)
                 if name in self.sums:
@@ -139,6 +155,18 @@ class DriftStats:
         finally:  # whatever happens, a bad batch must not stay queued and fail every scrape
             self._queued.clear()
             self._queued_rows = 0
+
+    def _finite_rows(
+        self, name: str, values: np.ndarray[Any, np.dtype[np.float64]]
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The rows whose tracked values are all finite; counts the non-finite values."""
+        finite = np.isfinite(values)
+        if finite.all():
+            return values
+        bad = values.size - int(np.count_nonzero(finite))
+        self.nonfinite[name] = self.nonfinite.get(name, 0) + bad
+        kept: np.ndarray[Any, np.dtype[np.float64]] = values[finite.all(axis=1)]
+        return kept
 
 
 class _Hot(Collector):
@@ -175,9 +203,16 @@ class _Hot(Collector):
             "modelserve_batch_size", "Rows per inference after dynamic batching", labels=base
         )
         m.batch_size.add_to(batch, list(m.labels))
-        return [requests, latency, inference, batch, *self._drift()]
+        return [requests, latency, inference, batch]
 
-    def _drift(self) -> list[Metric]:
+
+class _Drift(Collector):
+    """Exports the drift statistics: derived from request values, so only to trusted scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
         m = self._metrics
         drift = m.drift
         drift.fold()
@@ -202,6 +237,13 @@ class _Hot(Collector):
             "Running population variance of each input feature",
             labels=feature,
         )
+        nonfinite = CounterMetricFamily(
+            "modelserve_drift_nonfinite_values",
+            "NaN and infinite input values left out of the drift statistics, with their rows",
+            labels=labels,
+        )
+        for name, count in drift.nonfinite.items():
+            nonfinite.add_metric([*m.labels, name], count)
         for name, count in drift.rows.items():
             rows.add_metric([*m.labels, name], count)
             total, sq = drift.sums[name], drift.squares[name]
@@ -213,7 +255,7 @@ class _Hot(Collector):
                 squares.add_metric(key, float(sq[index]))
                 means.add_metric(key, float(mean[index]))
                 variances.add_metric(key, float(variance[index]))
-        return [rows, sums, squares, means, variances]
+        return [rows, sums, squares, means, variances, nonfinite]
 
 
 class Metrics:
@@ -232,6 +274,10 @@ class Metrics:
         self.drift = DriftStats(drift_max_features)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Hot(self))
+        # Payload-derived families (see the module docstring); none when drift is off.
+        self.payload_registry = CollectorRegistry(auto_describe=True)
+        if drift_max_features:
+            self.payload_registry.register(_Drift(self))
         labels = ["model", "version"]
         self._queue = Gauge(
             "modelserve_queue_depth", "Requests waiting for the model", labels,
@@ -294,6 +340,9 @@ class Metrics:
         """Mirror readiness, so a dashboard shows draining pods."""
         self._ready.labels(*self.labels).set(1 if ready else 0)
 
-    def exposition(self) -> bytes:
-        """The text exposition format for a scrape (call on the loop thread)."""
-        return generate_latest(self.registry)
+    def exposition(self, *, payload: bool = False) -> bytes:
+        """The text exposition format for a scrape (call on the loop thread); `payload` adds the
+        families derived from request values, for a scrape trusted with them (off unless asked:
+        forgetting it must not leak)."""
+        public = generate_latest(self.registry)
+        return public + generate_latest(self.payload_registry) if payload else public
