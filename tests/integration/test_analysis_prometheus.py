@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from modeldeploy.api.spec import Analysis
 from modeldeploy.core.analysis import Verdict
-from modeldeploy.runtime.collect import Collector
+from modeldeploy.runtime.providers import MetricsProviders
 from serving import servekit
 
 PROMETHEUS = shutil.which("prometheus")
@@ -171,8 +171,8 @@ def decide(prom: Prometheus, judge: str, canary: str, stable: str | None):
         "metrics": [{"name": "error-rate", "max": 0.01}, {"name": "latency-p99", "max": 50}],
         "provider": {"prometheus": {"address": prom.url}},
     })  # fmt: skip
-    collector = Collector(kube=None)  # type: ignore[arg-type]  # prometheus needs no API server
-    return collector.check("ml", "m", spec, canary, stable, 0, datetime.now(UTC))
+    providers = MetricsProviders(kube=None)  # type: ignore[arg-type]  # Prometheus needs no kube
+    return providers.check("ml", "m", spec, canary, stable, 0, datetime.now(UTC))
 
 
 def warm_up(server: servekit.Server) -> None:

@@ -189,7 +189,7 @@ def exported_names() -> set[str]:
     """Every series name the serving image and the operator expose, as Prometheus sees them."""
     from prometheus_client import REGISTRY
 
-    import modeldeploy.runtime.metrics  # noqa: F401  (registers the operator's metrics)
+    import modeldeploy.runtime.operator_metrics  # noqa: F401  (registers the operator's metrics)
     from modelserve.metrics import Metrics
 
     families = [*Metrics(model="m", version="v").registry.collect(), *REGISTRY.collect()]

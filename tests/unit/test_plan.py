@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.live import LiveChildren, LiveRevision, Problem
 from modeldeploy.core.plan import Plan, plan, target_revision
 from modeldeploy.core.settings import Settings
-from modeldeploy.core.state import Observed, Problem, RevisionState
 
 OWNER = Owner("fraud", "ml", "uid-1")
 SETTINGS = Settings()
@@ -27,7 +27,7 @@ def make_spec(version="v1", replicas=2, **extra):
 
 
 def run(spec, status=None, revisions=(), problems=(), children=None, now=T0, generation=1) -> Plan:
-    observed = Observed(
+    observed = LiveChildren(
         revisions={r.name: r for r in revisions},
         children=children or {},
         problems=list(problems),
@@ -48,7 +48,7 @@ def applied(p: Plan, kind: str) -> dict[str, dict]:
 
 
 def ready(name, replicas=2, created=T0, version="v1"):
-    return RevisionState(
+    return LiveRevision(
         name,
         replicas,
         ready_replicas=replicas,
@@ -83,7 +83,7 @@ def test_ready_once_the_stable_pods_are_ready():
     spec = make_spec()
     rev = target_revision(OWNER, spec, SETTINGS)
     first = run(spec)
-    waiting = run(spec, status_of(first), [RevisionState(rev, 2, ready_replicas=0)])
+    waiting = run(spec, status_of(first), [LiveRevision(rev, 2, ready_replicas=0)])
     assert cond(waiting, "Ready")["status"] == "False"
     assert waiting.events == []  # the revision is not announced twice
     up = run(spec, status_of(waiting), [ready(rev)], now=T0 + timedelta(seconds=20))
@@ -182,7 +182,7 @@ def test_old_revisions_beyond_the_history_limit_are_deleted():
     spec = make_spec("v9", revisionHistoryLimit=1)
     current = target_revision(OWNER, spec, SETTINGS)
     status = ModelDeploymentStatus.model_validate({"stableRevision": {"name": current}})
-    olds = [RevisionState(f"fraud-old{i}", 0, created=T0 - timedelta(days=i)) for i in (1, 2, 3)]
+    olds = [LiveRevision(f"fraud-old{i}", 0, created=T0 - timedelta(days=i)) for i in (1, 2, 3)]
     p = run(spec, status, [ready(current), *olds])
     assert p.delete == [("Deployment", "fraud-old2"), ("Deployment", "fraud-old3")]
 
@@ -229,7 +229,7 @@ def test_a_missing_secret_degrades_without_creating_pods():
 def test_a_failing_revision_is_reported():
     spec = make_spec()
     rev = target_revision(OWNER, spec, SETTINGS)
-    stuck = RevisionState(rev, 2, failed_reason='ReplicaSet "x" has timed out progressing.')
+    stuck = LiveRevision(rev, 2, failed_reason='ReplicaSet "x" has timed out progressing.')
     p = run(spec, ModelDeploymentStatus.model_validate({"stableRevision": {"name": rev}}), [stuck])
     assert cond(p, "Degraded")["reason"] == "RevisionFailed"
     assert p.status["phase"] == "Failed"

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import AnalysisCheck, MetricResult, ModelDeploymentStatus
 from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.live import LiveChildren, LiveRevision
 from modeldeploy.core.plan import Plan, plan, target_revision
 from modeldeploy.core.rollout import NO_DATA_INTERVALS, analysis_due
 from modeldeploy.core.settings import Settings
-from modeldeploy.core.state import Observed, RevisionState
 
 OWNER = Owner("fraud", "ml", "uid-1")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -46,13 +46,13 @@ class World:
     def __init__(self, spec: ModelDeploymentSpec) -> None:
         self.spec = spec
         self.status = ModelDeploymentStatus()
-        self.revisions: dict[str, RevisionState] = {}
+        self.revisions: dict[str, LiveRevision] = {}
         self.now = T0
         self.last: Plan | None = None
 
     def reconcile(self, verdict: str | None = None, action=None, ready=True) -> Plan:
         new_check = check(self.now, verdict) if verdict else None
-        p = plan(OWNER, self.spec, 1, self.status, Observed(dict(self.revisions)), Settings(),
+        p = plan(OWNER, self.spec, 1, self.status, LiveChildren(dict(self.revisions)), Settings(),
                  self.now, new_check, action)  # fmt: skip
         # Apply what was decided: Deployments exist with the replicas asked for.
         for obj in p.apply:
@@ -60,7 +60,7 @@ class World:
                 continue
             name, count = obj["metadata"]["name"], obj["spec"]["replicas"]
             old = self.revisions.get(name)
-            self.revisions[name] = RevisionState(
+            self.revisions[name] = LiveRevision(
                 name, count, ready_replicas=count if ready else 0, created=self.now,
                 model_version=old.model_version if old else self.spec.model.version,
                 model_uri=old.model_uri if old else self.spec.model.uri,
@@ -201,7 +201,7 @@ def test_an_operator_restart_at_any_step_resumes_it():
         for _ in range(3):
             w.reconcile()  # the world catches up with what was applied
         before = w.status.model_dump()
-        again = plan(OWNER, w.spec, 1, w.status, Observed(dict(w.revisions)), Settings(), w.now)
+        again = plan(OWNER, w.spec, 1, w.status, LiveChildren(dict(w.revisions)), Settings(), w.now)
         assert ModelDeploymentStatus.model_validate(again.status).model_dump() == before
         assert [e.reason for e in again.events] == []
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
@@ -23,21 +23,13 @@ from modeldeploy.core.desired.deployment import build_deployment
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.events import Event
+from modeldeploy.core.live import LiveChildren, LiveRevision
 from modeldeploy.core.naming import entry_service, label_selector, owner_selector, revision_name
 from modeldeploy.core.revision import serving_template, template_hash
 from modeldeploy.core.rollout import Action, RolloutState, decide
 from modeldeploy.core.settings import Settings
-from modeldeploy.core.state import Observed, RevisionState
 from modeldeploy.core.traffic import Split, router_for
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event on the ModelDeployment: what `kubectl describe md` shows."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass
@@ -62,7 +54,7 @@ def plan(
     spec: ModelDeploymentSpec,
     generation: int,
     status: ModelDeploymentStatus,
-    observed: Observed,
+    live: LiveChildren,
     settings: Settings,
     now: datetime,
     check: AnalysisCheck | None = None,
@@ -70,11 +62,11 @@ def plan(
 ) -> Plan:
     out = Plan()
     target = target_revision(owner, spec, settings)
-    revisions = observed.revisions
+    revisions = live.revisions
     history = [h.to_wire() for h in status.history]
-    blocked = bool(observed.problems) and target not in revisions
+    blocked = bool(live.problems) and target not in revisions
     if blocked:
-        roles = RolloutState(
+        rollout = RolloutState(
             stable=_alive(status.stable_revision.name if status.stable_revision else None,
                           revisions),
             previous=_alive(status.previous_revision.name if status.previous_revision else None,
@@ -82,38 +74,38 @@ def plan(
             promoted_at=status.last_promotion_time,
         )  # fmt: skip
     else:
-        roles = decide(spec, status, target, revisions, check, action, now)
+        rollout = decide(spec, status, target, revisions, check, action, now)
     # The watch cache may not show a Deployment applied a moment ago: a revision the status
     # already names is not new, so its creation is announced once.
     known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
-    serving = target in (roles.stable, roles.canary)
+    serving = target in (rollout.stable, rollout.canary)
     if serving and target not in revisions and target not in known:
         out.events.append(Event("Normal", "RevisionCreated",
                                 f"created revision {target} (model {_model(spec)})"))  # fmt: skip
         history.append(_history(now, target, _model_of(target, revisions, spec, target),
                                 "Deployed", "new serving template"))  # fmt: skip
-    out.events.extend(Event(n.type, n.reason, n.message) for n in roles.notices)
-    for revision, event, message in roles.history:
+    out.events.extend(rollout.events)
+    for revision, event, message in rollout.history:
         model = _model_of(revision, revisions, spec, target)
         history.append(_history(now, revision, model, event, message))
 
-    wake: list[datetime] = [roles.wake_at] if roles.wake_at else []
+    wake: list[datetime] = [rollout.wake_at] if rollout.wake_at else []
     router = router_for(spec.rollout.traffic_routing)
-    stable_state = revisions.get(roles.stable or "")
+    stable_state = revisions.get(rollout.stable or "")
     demand = (
         max(stable_state.replicas, _base_replicas(spec))
         if stable_state and spec.autoscaling
         else _base_replicas(spec)
     )
-    canary_state = revisions.get(roles.canary or "")
-    weight = roles.weight if canary_state and canary_state.ready_replicas > 0 else 0
+    canary_state = revisions.get(rollout.canary or "")
+    weight = rollout.weight if canary_state and canary_state.ready_replicas > 0 else 0
     match = spec.rollout.match if spec.rollout.strategy == Strategy.AB_TEST else None
     # Size the canary for its step's weight from the start (it must come up to be judged), but
     # route to it only once it has a ready pod.
-    sizing = router.split(owner, demand, roles.weight, roles.canary, match)
-    split = router.split(owner, demand, weight, roles.canary, match)
+    sizing = router.split(owner, demand, rollout.weight, rollout.canary, match)
+    split = router.split(owner, demand, weight, rollout.canary, match)
 
-    replicas = _replicas(spec, roles, revisions, now, wake, demand, sizing.canary_replicas)
+    replicas = _replicas(spec, rollout, revisions, now, wake, demand, sizing.canary_replicas)
     for name, count in replicas.items():
         state = revisions.get(name)
         if name == target and serving:
@@ -123,35 +115,37 @@ def plan(
             out.apply.append(_scale_only(owner, name, count))
             if count == 0:
                 out.events.append(Event("Normal", "ScaledDown", f"scaled revision {name} to 0"))
-    out.delete.extend(("Deployment", n) for n in _expired(roles, target, revisions, spec))
+    out.delete.extend(("Deployment", n) for n in _expired(rollout, target, revisions, spec))
 
-    if roles.stable:
+    if rollout.stable:
         entry_all = router.entry_selects_all_revisions()
-        out.apply.extend(build_services(owner, roles.stable, roles.canary, all_revisions=entry_all))
+        out.apply.extend(
+            build_services(owner, rollout.stable, rollout.canary, all_revisions=entry_all)
+        )
         out.apply.extend(split.objects)
         if spec.autoscaling:
-            out.apply.append(build_hpa(owner, spec.autoscaling, roles.stable))
+            out.apply.append(build_hpa(owner, spec.autoscaling, rollout.stable))
         out.apply.append(build_pdb(owner))
     for kind in ("HorizontalPodAutoscaler", "HTTPRoute"):
         wanted = any(o["kind"] == kind for o in out.apply)
-        if not wanted and (kind, owner.name) in observed.children:
+        if not wanted and (kind, owner.name) in live.children:
             out.delete.append((kind, owner.name))
 
     out.status = _status(
-        owner, spec, generation, status, observed, roles, target, history, now, weight, split
+        owner, spec, generation, status, live, rollout, target, history, now, weight, split
     )
-    if observed.problems:
+    if live.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
     out.wake_at = min(wake, default=None)
     degraded_before = next((c for c in status.conditions if c.type == "Degraded"), None)
-    for problem in observed.problems:
+    for problem in live.problems:
         message = f"{problem.field}: {problem.message}"
         if degraded_before is None or message not in degraded_before.message:
             out.events.append(Event("Warning", problem.reason, message))
     return out
 
 
-def _alive(name: str | None, revisions: dict[str, RevisionState]) -> str | None:
+def _alive(name: str | None, revisions: dict[str, LiveRevision]) -> str | None:
     return name if name and name in revisions else None
 
 
@@ -168,8 +162,8 @@ def _history(
 
 def _replicas(
     spec: ModelDeploymentSpec,
-    roles: RolloutState,
-    revisions: dict[str, RevisionState],
+    rollout: RolloutState,
+    revisions: dict[str, LiveRevision],
     now: datetime,
     wake: list[datetime],
     demand: int,
@@ -182,21 +176,21 @@ def _replicas(
     full demand when it is about to take over (pre-scaled, so promotion never overwhelms it).
     """
     counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
-    if roles.previous and roles.promoted_at and roles.previous in revisions:
+    if rollout.previous and rollout.promoted_at and rollout.previous in revisions:
         # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
         # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
         delay = timedelta(seconds=parse_duration(spec.rollout.scale_down_delay))
         if spec.rollout.traffic_routing.replica_ratio is not None:
             delay = timedelta(0)
-        still_up = now - roles.promoted_at < delay
-        previous = revisions[roles.previous]
-        counts[roles.previous] = previous.replicas if still_up else 0
+        still_up = now - rollout.promoted_at < delay
+        previous = revisions[rollout.previous]
+        counts[rollout.previous] = previous.replicas if still_up else 0
         if still_up and previous.replicas:
-            wake.append(roles.promoted_at + delay)
-    if roles.stable:
-        counts[roles.stable] = demand
-    if roles.canary:
-        counts[roles.canary] = demand if roles.full_size else canary_replicas
+            wake.append(rollout.promoted_at + delay)
+    if rollout.stable:
+        counts[rollout.stable] = demand
+    if rollout.canary:
+        counts[rollout.canary] = demand if rollout.full_size else canary_replicas
     return counts
 
 
@@ -205,10 +199,13 @@ def _base_replicas(spec: ModelDeploymentSpec) -> int:
 
 
 def _expired(
-    roles: RolloutState, target: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec
+    rollout: RolloutState,
+    target: str,
+    revisions: dict[str, LiveRevision],
+    spec: ModelDeploymentSpec,
 ) -> list[str]:
     """Old revisions beyond revisionHistoryLimit, oldest first."""
-    active = {roles.stable, roles.canary, roles.previous, roles.rolled_back, target}
+    active = {rollout.stable, rollout.canary, rollout.previous, rollout.rolled_back, target}
     old = [r for r in revisions.values() if r.name not in active]
     old.sort(key=lambda r: (r.created or datetime.min, r.name), reverse=True)
     return [r.name for r in old[spec.revision_history_limit :]]
@@ -229,7 +226,7 @@ def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]
 
 
 def _model_of(
-    name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
+    name: str, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
 ) -> dict[str, str]:
     """modelVersion and modelUri of a revision: from the spec for the one it names, else from
     the annotations on the revision's Deployment."""
@@ -249,7 +246,7 @@ def _model_of(
 
 
 def _revision_ref(
-    name: str, revisions: dict[str, RevisionState], spec: ModelDeploymentSpec, target: str
+    name: str, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
 ) -> dict[str, Any]:
     return {"name": name, **_model_of(name, revisions, spec, target)}
 
@@ -259,29 +256,31 @@ def _status(
     spec: ModelDeploymentSpec,
     generation: int,
     previous: ModelDeploymentStatus,
-    observed: Observed,
-    roles: RolloutState,
+    live: LiveChildren,
+    rollout: RolloutState,
     target: str,
     history: list[dict[str, Any]],
     now: datetime,
     weight: int,
     split: Split,
 ) -> dict[str, Any]:
-    revisions = observed.revisions
-    stable = revisions.get(roles.stable or "")
-    canary = revisions.get(roles.canary or "")
+    revisions = live.revisions
+    stable = revisions.get(rollout.stable or "")
+    canary = revisions.get(rollout.canary or "")
     replicas = sum(r.replicas for r in revisions.values())
     ready = sum(r.ready_replicas for r in revisions.values())
     failed = [
-        r for r in revisions.values() if r.failed_reason and r.name in (roles.stable, roles.canary)
+        r
+        for r in revisions.values()
+        if r.failed_reason and r.name in (rollout.stable, rollout.canary)
     ]
 
-    if observed.problems:
+    if live.problems:
         degraded = ConditionUpdate(
             "Degraded",
             "True",
-            observed.problems[0].reason,
-            "; ".join(f"{p.field}: {p.message}" for p in observed.problems),
+            live.problems[0].reason,
+            "; ".join(f"{p.field}: {p.message}" for p in live.problems),
         )
     elif failed:
         degraded = ConditionUpdate(
@@ -307,20 +306,20 @@ def _status(
             "Ready", "False", "PodsNotReady", "waiting for the serving pods to become ready"
         )
 
-    if roles.progressing:
-        progressing = roles.progressing
-    elif roles.canary:
+    if rollout.progressing:
+        progressing = rollout.progressing
+    elif rollout.canary:
         pods = f"{canary.ready_replicas}/{canary.replicas} pods ready" if canary else "creating"
         share = f"; {split.effective_weight:.0f}% of traffic" if weight else ""
         step = (
-            f"step {roles.step + 1}/{len(spec.rollout.steps)}, "
-            if roles.step is not None and (spec.rollout.strategy == Strategy.CANARY)
+            f"step {rollout.step + 1}/{len(spec.rollout.steps)}, "
+            if rollout.step is not None and (spec.rollout.strategy == Strategy.CANARY)
             else ""
         )
         progressing = ConditionUpdate(
-            "Progressing", "True", "NewRevision", f"revision {roles.canary}: {step}{pods}{share}"
+            "Progressing", "True", "NewRevision", f"revision {rollout.canary}: {step}{pods}{share}"
         )
-    elif (roles.stable and roles.stable not in revisions) or (
+    elif (rollout.stable and rollout.stable not in revisions) or (
         stable and not stable.fully_ready and stable.replicas > 0
     ):
         progressing = ConditionUpdate(
@@ -331,8 +330,8 @@ def _status(
 
     if degraded.status == "True":
         phase = Phase.FAILED
-    elif roles.phase is not None:
-        phase = roles.phase
+    elif rollout.phase is not None:
+        phase = rollout.phase
     elif spec.paused:
         phase = Phase.PAUSED
     elif progressing.status == "True" or ready_cond.status != "True":
@@ -359,22 +358,22 @@ def _status(
         "url": f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
         "history": history[-HISTORY_LIMIT:],
     }
-    if roles.stable:
-        status["stableRevision"] = _revision_ref(roles.stable, revisions, spec, target)
-    if roles.canary:
-        status["canaryRevision"] = _revision_ref(roles.canary, revisions, spec, target)
-    if roles.previous:
-        status["previousRevision"] = _revision_ref(roles.previous, revisions, spec, "")
-    if roles.promoted_at:
-        status["lastPromotionTime"] = timestamp(roles.promoted_at)
-    if roles.rolled_back:
-        status["rolledBackRevision"] = _revision_ref(roles.rolled_back, revisions, spec, target)
-    if roles.step is not None and roles.canary:
-        status["currentStep"] = roles.step
-    if roles.step_started_at and roles.canary:
-        status["stepStartedAt"] = timestamp(roles.step_started_at)
-    if roles.analysis:
-        status["analysis"] = roles.analysis
+    if rollout.stable:
+        status["stableRevision"] = _revision_ref(rollout.stable, revisions, spec, target)
+    if rollout.canary:
+        status["canaryRevision"] = _revision_ref(rollout.canary, revisions, spec, target)
+    if rollout.previous:
+        status["previousRevision"] = _revision_ref(rollout.previous, revisions, spec, "")
+    if rollout.promoted_at:
+        status["lastPromotionTime"] = timestamp(rollout.promoted_at)
+    if rollout.rolled_back:
+        status["rolledBackRevision"] = _revision_ref(rollout.rolled_back, revisions, spec, target)
+    if rollout.step is not None and rollout.canary:
+        status["currentStep"] = rollout.step
+    if rollout.step_started_at and rollout.canary:
+        status["stepStartedAt"] = timestamp(rollout.step_started_at)
+    if rollout.analysis:
+        status["analysis"] = rollout.analysis
     if previous.handled_action:
         status["handledAction"] = previous.handled_action
     return status

@@ -33,22 +33,14 @@ from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import AnalysisCheck, ModelDeploymentStatus, Phase, Verdict
 from modeldeploy.core.conditions import ConditionUpdate, timestamp
-from modeldeploy.core.state import RevisionState
+from modeldeploy.core.events import Event
+from modeldeploy.core.live import LiveRevision
 
 NO_DATA_INTERVALS: Final = 10
 """Inconclusive checks in a row before a rollout reports that it is waiting for traffic."""
 CHECKS_KEPT: Final = 10
 Action = Literal["promote", "abort", "retry", "undo"]
 ACTIONS: Final = ("promote", "abort", "retry", "undo")
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An Event the rollout wants posted (type, reason, message)."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass
@@ -69,13 +61,13 @@ class RolloutState:
     phase: Phase | None = None
     """Set when the rollout decides the phase (Paused, RolledBack); else readiness decides."""
     progressing: ConditionUpdate | None = None
-    notices: list[Notice] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     history: list[tuple[str, str, str]] = field(default_factory=list)
     """(revision, event, message) lines for the audit trail."""
     wake_at: datetime | None = None
 
 
-def _alive(name: str | None, revisions: dict[str, RevisionState]) -> str | None:
+def _alive(name: str | None, revisions: dict[str, LiveRevision]) -> str | None:
     return name if name and name in revisions else None
 
 
@@ -87,7 +79,7 @@ def analysis_due(
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
     target: str,
-    revisions: dict[str, RevisionState],
+    revisions: dict[str, LiveRevision],
     now: datetime,
 ) -> bool:
     """Should the shell collect a check now? Only for a live candidate, once per interval."""
@@ -108,7 +100,7 @@ def decide(
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
     target: str,
-    revisions: dict[str, RevisionState],
+    revisions: dict[str, LiveRevision],
     check: AnalysisCheck | None,
     action: Action | None,
     now: datetime,
@@ -122,7 +114,7 @@ def decide(
         rolled_back=status.rolled_back_revision.name if status.rolled_back_revision else None,
     )
     if action == "retry" and out.rolled_back:
-        out.notices.append(Notice("Normal", "Retry", f"retrying revision {out.rolled_back}"))
+        out.events.append(Event("Normal", "Retry", f"retrying revision {out.rolled_back}"))
         out.rolled_back = None
     if action == "undo":
         _undo(out, target, now)
@@ -160,7 +152,7 @@ def decide(
     out.step_started_at = None if fresh else status.step_started_at
     if fresh:
         started = f"rolling out revision {target} ({spec.rollout.strategy})"
-        out.notices.append(Notice("Normal", "RolloutStarted", started))
+        out.events.append(Event("Normal", "RolloutStarted", started))
 
     strategy = spec.rollout.strategy
     state = revisions.get(target)
@@ -234,7 +226,7 @@ def _weight(spec: ModelDeploymentSpec, out: RolloutState) -> int:
 def _canary(
     spec: ModelDeploymentSpec,
     out: RolloutState,
-    state: RevisionState | None,
+    state: LiveRevision | None,
     now: datetime,
     waiting: bool,
     interval: timedelta,
@@ -269,9 +261,9 @@ def _canary(
         out.step_started_at = now
         out.weight = steps[out.step].set_weight if out.step < len(steps) else 100
         out.full_size = out.step >= len(steps)
-        out.notices.append(Notice("Normal", "StepAdvanced",
-                                  f"step {out.step}/{len(steps)}: weight {before}% → "
-                                  f"{out.weight}%"))  # fmt: skip
+        out.events.append(Event("Normal", "StepAdvanced",
+                                f"step {out.step}/{len(steps)}: weight {before}% → "
+                                f"{out.weight}%"))  # fmt: skip
         if out.full_size:
             out.weight = before  # traffic stays while the canary grows to full size
         return
@@ -288,9 +280,9 @@ def _record(
         out.analysis["consecutiveFailures"] += 1
         out.analysis.pop("inconclusiveSince", None)
         failed = ", ".join(r.metric for r in check.results if r.verdict == Verdict.FAILED)
-        out.notices.append(Notice("Warning", "AnalysisFailed",
-                                  f"check failed ({out.analysis['consecutiveFailures']}/"
-                                  f"{failure_limit}): {failed}"))  # fmt: skip
+        out.events.append(Event("Warning", "AnalysisFailed",
+                                f"check failed ({out.analysis['consecutiveFailures']}/"
+                                f"{failure_limit}): {failed}"))  # fmt: skip
     elif check.verdict == Verdict.PASSED:
         out.analysis["consecutiveFailures"] = 0
         out.analysis["passedChecks"] += 1
@@ -337,7 +329,7 @@ def _failure_summary(check: AnalysisCheck) -> str:
 
 
 def _switch(out: RolloutState, target: str, reason: str, now: datetime) -> None:
-    out.notices.append(Notice("Normal", "Promoted", f"revision {target} promoted: {reason}"))
+    out.events.append(Event("Normal", "Promoted", f"revision {target} promoted: {reason}"))
     out.history.append((target, "Promoted", reason))
     out.previous, out.stable, out.canary = out.stable, target, None
     out.promoted_at = now
@@ -346,7 +338,7 @@ def _switch(out: RolloutState, target: str, reason: str, now: datetime) -> None:
 
 
 def _rollback(out: RolloutState, target: str, reason: str) -> None:
-    out.notices.append(Notice("Warning", "RolledBack", f"revision {target} rolled back: {reason}"))
+    out.events.append(Event("Warning", "RolledBack", f"revision {target} rolled back: {reason}"))
     out.history.append((target, "RolledBack", reason))
     out.rolled_back, out.canary = target, None
     out.weight, out.step, out.step_started_at, out.full_size = 0, None, None, False
@@ -361,12 +353,12 @@ def _rollback(out: RolloutState, target: str, reason: str) -> None:
 def _undo(out: RolloutState, target: str, now: datetime) -> None:
     """One step back: the previous revision serves again, the current one is set aside."""
     if out.previous is None or out.stable is None:
-        out.notices.append(Notice("Warning", "UndoImpossible",
-                                  "no previous revision is kept to go back to"))  # fmt: skip
+        out.events.append(Event("Warning", "UndoImpossible",
+                                "no previous revision is kept to go back to"))  # fmt: skip
         return
     current = out.stable
-    out.notices.append(Notice("Normal", "Undone", f"revision {out.previous} serves again "
-                                                  f"instead of {current}"))  # fmt: skip
+    out.events.append(Event("Normal", "Undone", f"revision {out.previous} serves again "
+                                                f"instead of {current}"))  # fmt: skip
     out.history.append((out.previous, "Undone", f"back from {current}"))
     out.stable, out.previous = out.previous, current
     out.rolled_back = target if target != out.stable else None

@@ -25,11 +25,11 @@ import kopf
 from modeldeploy.api import GROUP, PLURAL, VERSION
 from modeldeploy.core.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from modeldeploy.core.settings import Settings
-from modeldeploy.runtime import metrics
-from modeldeploy.runtime.collect import Collector
+from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
 from modeldeploy.runtime.kube import CHILD_KINDS, Kube
-from modeldeploy.runtime.reconcile import Outcome, reconcile
+from modeldeploy.runtime.providers import MetricsProviders
+from modeldeploy.runtime.reconcile import Reconciled, reconcile
 
 log = logging.getLogger(__name__)
 CHILD_RESOURCES = {
@@ -139,7 +139,7 @@ class _Tracked:
 class _Operator:
     settings: Settings
     kube: Kube
-    collector: Collector
+    providers: MetricsProviders
     tracked: dict[tuple[str, str], _Tracked] = field(default_factory=dict)
     indexes: dict[str, Any] = field(default_factory=dict)
     """kopf's child indexes, as handed to the handlers (the same objects for the whole run)."""
@@ -165,23 +165,23 @@ class _Operator:
         async with entry.lock:
             entry.last_run = time.monotonic()
             try:
-                outcome = await asyncio.to_thread(self._reconcile, entry.body, children)
+                reconciled = await asyncio.to_thread(self._reconcile, entry.body, children)
             except KubeError as exc:
                 log.warning("reconciling ModelDeployment %s/%s: %s", *key, exc)
                 entry.wake_at = datetime.now(UTC)  # try again on a later tick
                 entry.fingerprint = None
                 return
-            for event in outcome.events:
+            for event in reconciled.events:
                 await asyncio.to_thread(self.kube.post_event, entry.body, event.type,
                                         event.reason, event.message)  # fmt: skip
         # After writes the next watch events change the fingerprint anyway; remember it only
         # when this reconcile found everything in place.
-        entry.fingerprint = None if outcome.writes else seen
-        entry.wake_at = outcome.wake_at
+        entry.fingerprint = None if reconciled.writes else seen
+        entry.wake_at = reconciled.wake_at
 
-    def _reconcile(self, body: dict[str, Any], children: list[_Child]) -> Outcome:
+    def _reconcile(self, body: dict[str, Any], children: list[_Child]) -> Reconciled:
         parsed = [json.loads(child.text) for child in children]
-        return reconcile(self.kube, body, parsed, self.settings, datetime.now(UTC), self.collector)
+        return reconcile(self.kube, body, parsed, self.settings, datetime.now(UTC), self.providers)
 
     async def resync_forever(self) -> None:
         """Reconcile what is due: a time-based step, a retry, or the periodic drift check.
@@ -217,7 +217,7 @@ class _Operator:
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
     """Register every handler on `registry` (explicit, so tests and `run` share one setup)."""
-    op = _Operator(settings, kube, Collector(kube))
+    op = _Operator(settings, kube, MetricsProviders(kube))
     managed: dict[str, Any] = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
         DEPLOYMENT_LABEL: kopf.PRESENT,
@@ -241,8 +241,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event["type"] == "DELETED":
             op.tracked.pop(key, None)
-            op.collector.forget_owner(*key)
-            metrics.forget(*key)
+            op.providers.forget_owner(*key)
+            operator_metrics.forget(*key)
             return
         snapshot = _snapshot(body)
         entry = op.tracked.setdefault(key, _Tracked(snapshot))
@@ -268,5 +268,5 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         for kind, (_, _, plural) in CHILD_RESOURCES.items():
             index = kwargs[f"children_{plural}"]
             counts[kind] = sum(len(index[k]) for k in index)
-            metrics.MANAGED.labels(kind=kind).set(counts[kind])
+            operator_metrics.MANAGED.labels(kind=kind).set(counts[kind])
         return counts

@@ -22,7 +22,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
 from modeldeploy.core.naming import FIELD_MANAGER, MANAGED_BY, label_selector, owner_selector
-from modeldeploy.runtime import metrics
+from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Kube:
             _release(reply)
         except ApiException as exc:
             raise KubeError(f"applying {kind} {meta['namespace']}/{meta['name']}", exc) from exc
-        metrics.API_WRITES.labels(verb="apply", kind=kind).inc()
+        operator_metrics.API_WRITES.labels(verb="apply", kind=kind).inc()
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:
@@ -110,7 +110,7 @@ class Kube:
             return
         except ApiException as exc:
             raise KubeError(f"deleting {kind} {namespace}/{name}", exc) from exc
-        metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
+        operator_metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         resource = self._resource(f"{GROUP}/{VERSION}", KIND)
@@ -126,10 +126,10 @@ class Kube:
             _release(reply)
         except ApiException as exc:
             raise KubeError(f"updating status of ModelDeployment {namespace}/{name}", exc) from exc
-        metrics.API_WRITES.labels(verb="patch", kind="ModelDeployment").inc()
+        operator_metrics.API_WRITES.labels(verb="patch", kind="ModelDeployment").inc()
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
-        metrics.API_READS.labels(kind=kind).inc()
+        operator_metrics.API_READS.labels(kind=kind).inc()
         resource = self._resource(REFERENCE_KINDS[kind], kind)
         try:
             resource.get(
@@ -185,7 +185,7 @@ class Kube:
 
     def ready_pods(self, namespace: str, selector: str) -> list[str]:
         """Names of the Ready pods matching a label selector (the analysis scrapes these)."""
-        metrics.API_READS.labels(kind="Pod").inc()
+        operator_metrics.API_READS.labels(kind="Pod").inc()
         try:
             pods = client.CoreV1Api(self.api).list_namespaced_pod(
                 namespace, label_selector=selector, _request_timeout=TIMEOUT
@@ -201,7 +201,7 @@ class Kube:
 
     def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
         """GET a pod's HTTP endpoint through the API server (no network path to pods needed)."""
-        metrics.API_READS.labels(kind="Pod/proxy").inc()
+        operator_metrics.API_READS.labels(kind="Pod/proxy").inc()
         try:
             text = client.CoreV1Api(self.api).connect_get_namespaced_pod_proxy_with_path(
                 f"{pod}:{port}", namespace, path, _request_timeout=10
@@ -211,7 +211,7 @@ class Kube:
         return str(text)
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
-        metrics.API_READS.labels(kind="Secret").inc()
+        operator_metrics.API_READS.labels(kind="Secret").inc()
         try:
             secret = client.CoreV1Api(self.api).read_namespaced_secret(
                 name, namespace, _request_timeout=TIMEOUT
@@ -248,7 +248,7 @@ class Kube:
             log.warning("posting event %s on %s/%s: %s", reason, meta["namespace"],
                         meta["name"], exc.body or exc.reason)  # fmt: skip
             return
-        metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+        operator_metrics.API_WRITES.labels(verb="create", kind="Event").inc()
 
 
 def _release(reply: Any) -> None:

@@ -23,14 +23,15 @@ from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.diff import is_subset
+from modeldeploy.core.events import Event
+from modeldeploy.core.live import LiveChildren
 from modeldeploy.core.naming import ACTION_ANNOTATION
-from modeldeploy.core.observe import observed
-from modeldeploy.core.plan import Event, plan, target_revision
+from modeldeploy.core.plan import plan, target_revision
 from modeldeploy.core.rollout import ACTIONS, Action, analysis_due
 from modeldeploy.core.settings import Settings
-from modeldeploy.runtime import metrics
-from modeldeploy.runtime.collect import Collector
+from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.kube import SCALE_MANAGER, Kube
+from modeldeploy.runtime.providers import MetricsProviders
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,10 @@ change of our own (new hash)."""
 
 
 @dataclass
-class Outcome:
+class Reconciled:
+    """What one reconcile did and asks of its caller: Events to post, how many writes it sent
+    (none: everything was in place), and when it must run again at the latest."""
+
     events: list[Event] = field(default_factory=list)
     writes: int = 0
     wake_at: datetime | None = None
@@ -59,17 +63,17 @@ def reconcile(
     children: Iterable[dict[str, Any]],
     settings: Settings,
     now: datetime,
-    collector: Collector | None = None,
-) -> Outcome:
+    providers: MetricsProviders | None = None,
+) -> Reconciled:
     started = time.perf_counter()
     try:
-        outcome = _reconcile(kube, body, children, settings, now, collector)
+        reconciled = _reconcile(kube, body, children, settings, now, providers)
     except Exception:
-        metrics.RECONCILES.labels(result="error").inc()
+        operator_metrics.RECONCILES.labels(result="error").inc()
         raise
-    metrics.RECONCILES.labels(result="ok").inc()
-    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-    return outcome
+    operator_metrics.RECONCILES.labels(result="ok").inc()
+    operator_metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    return reconciled
 
 
 def _reconcile(
@@ -78,13 +82,13 @@ def _reconcile(
     children: Iterable[dict[str, Any]],
     settings: Settings,
     now: datetime,
-    collector: Collector | None,
-) -> Outcome:
+    providers: MetricsProviders | None,
+) -> Reconciled:
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
     generation = int(meta.get("generation") or 0)
     previous = body.get("status") or {}
-    out = Outcome()
+    out = Reconciled()
     try:
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
@@ -112,14 +116,14 @@ def _reconcile(
     except ValidationError:
         status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
 
-    seen = observed(children, spec, owner.namespace, kube.exists)
+    seen = LiveChildren.index(children, spec, owner.namespace, kube.exists)
     requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
     action = pending_action(requested, status_before.handled_action)
     check = None
     target = target_revision(owner, spec, settings)
-    if collector and analysis_due(spec, status_before, target, seen.revisions, now):
+    if providers and analysis_due(spec, status_before, target, seen.revisions, now):
         stable = status_before.stable_revision.name if status_before.stable_revision else None
-        check = collector.check(owner.namespace, owner.name, spec.rollout.analysis, target,
+        check = providers.check(owner.namespace, owner.name, spec.rollout.analysis, target,
                                 stable, status_before.current_step or 0, now)  # fmt: skip
     decided = plan(
         owner, spec, generation, status_before, seen, settings, now, check=check, action=action
@@ -132,12 +136,12 @@ def _reconcile(
             out.events.append(Event("Warning", "UnknownAction", message))
     out.events.extend(decided.events)
     out.wake_at = decided.wake_at
-    metrics.record_status(owner.namespace, owner.name, decided.status)
+    operator_metrics.record_status(owner.namespace, owner.name, decided.status)
     if check is not None:
-        metrics.CHECKS.labels(owner.namespace, owner.name, check.verdict.value).inc()
+        operator_metrics.CHECKS.labels(owner.namespace, owner.name, check.verdict.value).inc()
     for event in decided.events:
         if event.reason in ("Promoted", "RolledBack"):
-            metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
+            operator_metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
 
     for desired in decided.apply:
         kind, name = desired["kind"], desired["metadata"]["name"]
@@ -219,7 +223,7 @@ def _was_ours(kind: str, name: str, previous: dict[str, Any]) -> bool:
 
 
 def _sync_status(
-    kube: Kube, owner: Owner, previous: dict[str, Any], status: dict[str, Any], out: Outcome
+    kube: Kube, owner: Owner, previous: dict[str, Any], status: dict[str, Any], out: Reconciled
 ) -> None:
     if _normalized(status) != _normalized(previous):
         # A merge patch keeps keys it does not mention: name the ones to drop with null.

@@ -16,7 +16,7 @@ The prometheus provider builds the same `RevisionMetrics` from `promql.window_qu
 
 from modeldeploy.core.analysis.builtin import builtin_value, error_rate, is_error, latency_quantile
 from modeldeploy.core.analysis.check import run_check
-from modeldeploy.core.analysis.observed import RevisionMetrics
+from modeldeploy.core.analysis.revision_metrics import RevisionMetrics
 from modeldeploy.core.analysis.samples import PodSample, RevisionSample, parse_exposition
 from modeldeploy.core.analysis.statistical import Tolerances, judge_statistical
 from modeldeploy.core.analysis.threshold import judge_threshold

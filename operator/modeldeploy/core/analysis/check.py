@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modeldeploy.api.spec import Analysis, Judge
-from modeldeploy.core.analysis.observed import RevisionMetrics
+from modeldeploy.core.analysis.revision_metrics import RevisionMetrics
 from modeldeploy.core.analysis.statistical import DEFAULT_TOLERANCES, Tolerances, judge_statistical
 from modeldeploy.core.analysis.threshold import judge_threshold
 from modeldeploy.core.analysis.verdict import CheckOutcome

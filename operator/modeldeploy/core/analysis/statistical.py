@@ -33,7 +33,7 @@ from typing import Final
 
 from modeldeploy.api.spec import MetricCheck
 from modeldeploy.core.analysis.builtin import ERROR_RATE, LATENCY_QUANTILES, errors
-from modeldeploy.core.analysis.observed import RevisionMetrics
+from modeldeploy.core.analysis.revision_metrics import RevisionMetrics
 from modeldeploy.core.analysis.stats import RankTest, proportion_greater, rank_test_greater
 from modeldeploy.core.analysis.threshold import breach, judge_metric, too_few
 from modeldeploy.core.analysis.verdict import (

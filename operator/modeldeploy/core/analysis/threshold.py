@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from modeldeploy.api.spec import MetricCheck
-from modeldeploy.core.analysis.observed import RevisionMetrics
+from modeldeploy.core.analysis.revision_metrics import RevisionMetrics
 from modeldeploy.core.analysis.verdict import (
     CheckOutcome,
     MetricOutcome,
