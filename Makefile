@@ -44,8 +44,8 @@ generate: install ## regenerate the CRD (top level and chart) and docs/api.md fr
 lint: install ## ruff, mypy (strict) and the import-linter layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localkube.py \
-		hack/cluster/node/localnode.py hack/cluster/node/nodehost.py hack/cluster/crd_discovery_lag.py
+	$(VENV)/bin/mypy operator/modeldeploy serving_image/modelserve hack/cluster/localcluster \
+		hack/cluster/localkube.py hack/cluster/node/localnode.py hack/cluster/crd_discovery_lag.py
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory chart-lint
 

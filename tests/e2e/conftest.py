@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack" / "cluster" / "node"))
 from e2ekit import kubectl_json
 
 import localkube
-import localnode
+from localcluster.node import BINARIES, LocalNode
+from localcluster.teardown import node_holder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,15 +77,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localkube.Clus
     if EXTERNAL_KUBECONFIG:
         yield localkube.Cluster(Path(EXTERNAL_KUBECONFIG), _external_kubectl())
         return
-    if holder := localnode.node_holder():
+    if holder := node_holder():
         pytest.fail(
             f"a node is already up from {holder}: stop it (make cluster-down), or test it with "
             f"MODELDEPLOY_E2E_KUBECONFIG={REPO_ROOT / '.cache' / 'kubeconfig'}"
         )
-    bin_dir = localnode.find_bin_dir()
+    bin_dir = localkube.find_bin_dir(BINARIES)
     build_images()
     started = time.monotonic()
-    with localnode.LocalNode(bin_dir, tmp_path_factory.mktemp("node")) as node:
+    with LocalNode(bin_dir, tmp_path_factory.mktemp("node")) as node:
         print(f"tier 2 up in {time.monotonic() - started:.1f}s", file=sys.stderr)
         yield node
 

@@ -2,7 +2,8 @@
 forwarding rules, the images in containerd, and the force-removal of whatever a node can leave
 behind (tasks, shims, network namespaces, mounts, iptables chains, cgroups, files).
 
-Used by localnode.py; everything here is machine-wide, as there is one node per machine.
+Used by localcluster.node and localcluster.teardown; everything here is machine-wide, as there is
+one node per machine.
 """
 
 from __future__ import annotations
@@ -20,14 +21,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from localkube import ClusterError
+from localcluster.cluster import ClusterError
+from localcluster.paths import CACHE_ROOT, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CACHE_ROOT = Path(
-    os.environ.get("MODELDEPLOY_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
-)
 IMAGES_CACHE = CACHE_ROOT / "images"
 IMAGES_BUILD = REPO_ROOT / "hack" / "images" / "build.sh"
 
