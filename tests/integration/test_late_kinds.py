@@ -22,8 +22,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.config import kube_config
 
+from modeldeploy.core.children import CHILD_KINDS
 from modeldeploy.core.settings import Settings
-from modeldeploy.runtime import handlers, late_kinds, main
+from modeldeploy.runtime import late_kinds, main
 from modeldeploy.runtime.kube import Kube
 from speccases import HTTPROUTE_CRD, good_spec
 
@@ -97,7 +98,7 @@ def _established_event() -> dict[str, Any]:
 def test_crds_of_other_kinds_and_unestablished_ones_change_nothing(crd) -> None:
     api = config.new_client_from_config(str(crd.kubeconfig))  # type: ignore[no-untyped-call]
     late = late_kinds.register(kopf.OperatorRegistry(), Kube(api), kopf.OperatorSettings(),
-                               late_kinds.Insights(), handlers.CHILD_RESOURCES)  # fmt: skip
+                               late_kinds.Insights(), CHILD_KINDS)  # fmt: skip
     assert set(late.by_crd) == {"httproutes.gateway.networking.k8s.io"}
     pending = _established_event()
     pending["object"]["status"]["conditions"][1]["status"] = "False"

@@ -121,6 +121,18 @@ def test_namespaced_install_gets_roles_and_watches_only_its_namespaces():
     assert roles[0]["rules"] in [r["rules"] for r in cluster_wide]
 
 
+def test_the_operator_may_watch_and_apply_every_child_kind():
+    """The RBAC rules and the table of child kinds the operator watches name the same kinds."""
+    from modeldeploy.core.children import CHILD_KINDS
+
+    (role,) = [d for d in render() if d["kind"] == "ClusterRole" and any(
+        "deployments" in r["resources"] for r in d["rules"])]  # fmt: skip
+    for kind in CHILD_KINDS:
+        verbs = {v for r in role["rules"] if kind.group in r["apiGroups"]
+                 and kind.plural in r["resources"] for v in r["verbs"]}  # fmt: skip
+        assert {"list", "watch", "create", "patch"} <= verbs, kind
+
+
 def test_several_replicas_use_kopf_peering():
     docs = render("--set", "operator.replicas=2")
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.naming import (
     MODEL_URI_ANNOTATION,
     MODEL_VERSION_ANNOTATION,
@@ -104,7 +105,7 @@ class LiveChildren:
         revisions = {
             name: LiveRevision.of(body)
             for (kind, name), body in by_key.items()
-            if kind == "Deployment" and REVISION_LABEL in (body["metadata"].get("labels") or {})
+            if kind == DEPLOYMENT.kind and REVISION_LABEL in (body["metadata"].get("labels") or {})
         }
         refs = references(spec)
         problems = [_missing(r, namespace) for r in refs if not exists(r.kind, namespace, r.name)]

@@ -18,6 +18,7 @@ from typing import Any
 from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import HISTORY_LIMIT, AnalysisCheck, ModelDeploymentStatus, Phase
+from modeldeploy.core.children import DEPLOYMENT, HPA, HTTP_ROUTE
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions, timestamp
 from modeldeploy.core.desired.deployment import build_deployment
 from modeldeploy.core.desired.owner import Owner
@@ -115,7 +116,7 @@ def plan(
             out.apply.append(_scale_only(owner, name, count))
             if count == 0:
                 out.events.append(Event("Normal", "ScaledDown", f"scaled revision {name} to 0"))
-    out.delete.extend(("Deployment", n) for n in _expired(rollout, target, revisions, spec))
+    out.delete.extend((DEPLOYMENT.kind, n) for n in _expired(rollout, target, revisions, spec))
 
     if rollout.stable:
         entry_all = router.entry_selects_all_revisions()
@@ -126,10 +127,10 @@ def plan(
         if spec.autoscaling:
             out.apply.append(build_hpa(owner, spec.autoscaling, rollout.stable))
         out.apply.append(build_pdb(owner))
-    for kind in ("HorizontalPodAutoscaler", "HTTPRoute"):
-        wanted = any(o["kind"] == kind for o in out.apply)
-        if not wanted and (kind, owner.name) in live.children:
-            out.delete.append((kind, owner.name))
+    for optional in (HPA, HTTP_ROUTE):
+        wanted = any(o["kind"] == optional.kind for o in out.apply)
+        if not wanted and (optional.kind, owner.name) in live.children:
+            out.delete.append((optional.kind, owner.name))
 
     out.status = _status(
         owner, spec, generation, status, live, rollout, target, history, now, weight, split
@@ -218,8 +219,8 @@ def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]
     manager, it would drop the pod template that manager owns from the revision's Deployment.
     """
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": {"name": name, "namespace": owner.namespace},
         "spec": {"replicas": replicas},
     }

@@ -23,23 +23,16 @@ from typing import Any, NamedTuple
 import kopf
 
 from modeldeploy.api import GROUP, PLURAL, VERSION
+from modeldeploy.core.children import CHILD_KINDS, ChildKind
 from modeldeploy.core.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
-from modeldeploy.runtime.kube import CHILD_KINDS, Kube
+from modeldeploy.runtime.kube import Kube
 from modeldeploy.runtime.providers import MetricsProviders
 from modeldeploy.runtime.reconcile import Reconciled, reconcile
 
 log = logging.getLogger(__name__)
-CHILD_RESOURCES = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
-    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
-    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
-}
-assert CHILD_RESOURCES.keys() == CHILD_KINDS.keys()
 TICK_SECONDS = 1.0
 
 
@@ -117,6 +110,11 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def _index_id(kind: ChildKind) -> str:
+    """The id of a child kind's kopf index, which kopf also passes handlers as a keyword."""
+    return f"children_{kind.plural}"
+
+
 def _fingerprint(body: dict[str, Any], children: list[_Child]) -> tuple[str, ...]:
     """resourceVersions of the object and its children: equal means nothing changed."""
     versions = sorted(f"{c.kind}/{c.name}@{c.version}" for c in children)
@@ -146,9 +144,7 @@ class _Operator:
 
     def children(self, key: tuple[str, str]) -> list[_Child]:
         return [
-            child
-            for _, _, plural in CHILD_RESOURCES.values()
-            for child in self.indexes[f"children_{plural}"].get(key, [])
+            child for kind in CHILD_KINDS for child in self.indexes[_index_id(kind)].get(key, [])
         ]
 
     async def run(self, key: tuple[str, str]) -> None:
@@ -223,16 +219,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         DEPLOYMENT_LABEL: kopf.PRESENT,
     }
 
-    for kind, (group, version, plural) in CHILD_RESOURCES.items():
+    for kind in CHILD_KINDS:
 
         def index_child(
-            body: kopf.Body, namespace: str | None, labels: kopf.Labels, _kind: str = kind, **_: Any
+            body: kopf.Body,
+            namespace: str | None,
+            labels: kopf.Labels,
+            _kind: str = kind.kind,
+            **_: Any,
         ) -> dict[tuple[str | None, str], _Child]:
             return {(namespace, labels[DEPLOYMENT_LABEL]): _Child.of(body, _kind)}
 
         kopf.index(
-            group, version, plural, labels=managed, id=f"children_{plural}", registry=registry
-        )(index_child)
+            kind.group, kind.version, kind.plural, labels=managed, id=_index_id(kind),
+            registry=registry,
+        )(index_child)  # fmt: skip
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def on_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
@@ -265,8 +266,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
     @kopf.on.probe(id="managed", registry=registry)
     def count_managed(**kwargs: Any) -> dict[str, int]:
         counts = {}
-        for kind, (_, _, plural) in CHILD_RESOURCES.items():
-            index = kwargs[f"children_{plural}"]
-            counts[kind] = sum(len(index[k]) for k in index)
-            operator_metrics.MANAGED.labels(kind=kind).set(counts[kind])
+        for kind in CHILD_KINDS:
+            index = kwargs[_index_id(kind)]
+            counts[kind.kind] = sum(len(index[k]) for k in index)
+            operator_metrics.MANAGED.labels(kind=kind.kind).set(counts[kind.kind])
         return counts

@@ -21,6 +21,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from modeldeploy.api import GROUP, KIND, PLURAL, VERSION
+from modeldeploy.core.children import CHILD_KINDS, child_kind
 from modeldeploy.core.naming import FIELD_MANAGER, MANAGED_BY, label_selector, owner_selector
 from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
@@ -31,13 +32,6 @@ SCALE_MANAGER: Final = f"{FIELD_MANAGER}-scale"
 TIMEOUT: Final = (5.0, 60.0)
 """(connect, read) seconds for every request: without one, a connection that silently died
 would block its reconcile thread, and that object's rollout, forever."""
-CHILD_KINDS: Final = {
-    "Deployment": "apps/v1",
-    "Service": "v1",
-    "HorizontalPodAutoscaler": "autoscaling/v2",
-    "PodDisruptionBudget": "policy/v1",
-    "HTTPRoute": "gateway.networking.k8s.io/v1",
-}
 REFERENCE_KINDS: Final = {
     "Secret": "v1",
     "ConfigMap": "v1",
@@ -100,7 +94,7 @@ class Kube:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:
-            self._resource(CHILD_KINDS[kind], kind).delete(
+            self._resource(child_kind(kind).api_version, kind).delete(
                 name=name,
                 namespace=namespace,
                 body={"propagationPolicy": "Background"},
@@ -164,11 +158,11 @@ class Kube:
             {**owner_selector(owner), "app.kubernetes.io/managed-by": MANAGED_BY}
         )
         found: list[dict[str, Any]] = []
-        for kind, api_version in CHILD_KINDS.items():
-            items = self._resource(api_version, kind).get(
+        for child in CHILD_KINDS:
+            items = self._resource(child.api_version, child.kind).get(
                 namespace=namespace, label_selector=selector
             )
-            found.extend({**i.to_dict(), "kind": kind} for i in items.items)
+            found.extend({**i.to_dict(), "kind": child.kind} for i in items.items)
         return found
 
     def patch_modeldeployment(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +28,7 @@ import kopf
 from kopf._cogs.structs.references import Insights
 from kopf._core.reactor.observation import process_discovered_resource_event
 
+from modeldeploy.core.children import ChildKind
 from modeldeploy.runtime.kube import Kube
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class LateKinds:
     kube: Kube
     settings: kopf.OperatorSettings
     insights: Insights
-    by_crd: dict[str, tuple[str, str, str, str]]
-    """CRD name -> (kind, group, version, plural)."""
+    by_crd: dict[str, ChildKind]
+    """The kinds to watch, by the name of their CRD."""
 
     async def on_event(self, event: kopf.RawEvent) -> None:
         """Have kopf watch the kind of an Established CRD it does not watch yet."""
@@ -65,7 +66,7 @@ class LateKinds:
         target = self.by_crd.get(body["metadata"]["name"])
         if target is None or event["type"] == "DELETED" or not _established(body):
             return
-        kind, group, version, plural = target
+        kind, group, version, plural = target.kind, target.group, target.version, target.plural
         give_up, rescans = time.monotonic() + DISCOVERY_WAIT_SECONDS, 0
         while not self._watched(group, plural):
             if time.monotonic() > give_up:
@@ -113,15 +114,12 @@ def register(
     kube: Kube,
     settings: kopf.OperatorSettings,
     insights: Insights,
-    kinds: Mapping[str, tuple[str, str, str]],
+    kinds: Iterable[ChildKind],
 ) -> LateKinds:
-    """Watch the CRDs of `kinds` (kind -> (group, version, plural)). Built-in kinds are left
-    out: a CRD's group always has a dot (the API server refuses one without), theirs do not."""
-    late = LateKinds(
-        registry, kube, settings, insights,
-        {f"{plural}.{group}": (kind, group, version, plural)
-         for kind, (group, version, plural) in kinds.items() if "." in group},
-    )  # fmt: skip
+    """Watch the CRDs of `kinds`. Built-in kinds are left out: a CRD's group always has a dot
+    (the API server refuses one without), theirs do not."""
+    by_crd = {f"{k.plural}.{k.group}": k for k in kinds if "." in k.group}
+    late = LateKinds(registry, kube, settings, insights, by_crd)
 
     @kopf.on.event(*CRDS, registry=registry)
     async def on_crd(event: kopf.RawEvent, **_: Any) -> None:

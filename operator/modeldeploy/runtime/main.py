@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 from prometheus_client import start_http_server
 
+from modeldeploy.core.children import CHILD_KINDS
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import handlers, late_kinds
 from modeldeploy.runtime.kube import Kube, load_config
@@ -23,7 +24,7 @@ def wire(settings: Settings, kube: Kube) -> late_kinds.LateKinds:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings, kube)
     return late_kinds.register(registry, kube, kopf.OperatorSettings(), late_kinds.Insights(),
-                               handlers.CHILD_RESOURCES)  # fmt: skip
+                               CHILD_KINDS)  # fmt: skip
 
 
 async def operate(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import (
     HTTP_PORT,
@@ -201,8 +202,8 @@ def build_deployment(
     if replicas is not None:
         deployment_spec["replicas"] = replicas
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": owner.metadata(
             revision,
             labels={REVISION_LABEL: revision},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modeldeploy.api.spec import Autoscaling
+from modeldeploy.core.children import DEPLOYMENT, HPA, PDB
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import owner_selector
 
@@ -16,11 +17,15 @@ def build_hpa(owner: Owner, autoscaling: Autoscaling, target: str) -> dict[str, 
     the next burst needs; scale-up is immediate.
     """
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
+        "apiVersion": HPA.api_version,
+        "kind": HPA.kind,
         "metadata": owner.metadata(owner.name),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "scaleTargetRef": {
+                "apiVersion": DEPLOYMENT.api_version,
+                "kind": DEPLOYMENT.kind,
+                "name": target,
+            },
             "minReplicas": autoscaling.min_replicas,
             "maxReplicas": autoscaling.max_replicas,
             "metrics": [
@@ -46,8 +51,8 @@ def build_pdb(owner: Owner) -> dict[str, Any]:
     short outage the user chose with replicas: 1) instead of blocking the node forever.
     """
     return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
+        "apiVersion": PDB.api_version,
+        "kind": PDB.kind,
         "metadata": owner.metadata(owner.name),
         "spec": {
             "maxUnavailable": 1,

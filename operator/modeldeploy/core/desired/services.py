@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy.core.children import SERVICE
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import (
     ROLE_ANNOTATION,
@@ -24,8 +25,8 @@ from modeldeploy.core.naming import (
 
 def _service(owner: Owner, name: str, selector: dict[str, str], role: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
         "metadata": owner.metadata(name, annotations={ROLE_ANNOTATION: role}),
         "spec": {
             "type": "ClusterIP",

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from modeldeploy.api.spec import GatewayApi, MatchRule
+from modeldeploy.core.children import HTTP_ROUTE
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import SERVICE_PORT, canary_service, stable_service
 from modeldeploy.core.traffic.base import Split
@@ -78,8 +79,8 @@ def build_route(
     if config.hostnames:
         spec["hostnames"] = list(config.hostnames)
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
+        "apiVersion": HTTP_ROUTE.api_version,
+        "kind": HTTP_ROUTE.kind,
         "metadata": owner.metadata(owner.name),
         "spec": spec,
     }
