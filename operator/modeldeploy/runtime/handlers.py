@@ -3,8 +3,8 @@
 Only watch-event handlers and indexes are used. kopf's change handlers persist progress in
 annotations on every run (and the operator must write nothing when nothing changed); kopf's
 timers and daemons put a finalizer on every object (so a ModelDeployment could not be deleted
-once the operator is gone). Resync is therefore a loop of our own: every second it reconciles
-the objects whose resync interval has passed or whose rollout has a time-based step due.
+once the operator is gone). Resync is therefore a loop of our own (scheduler.py), which this
+module only feeds: the objects from their watch events, their children from the indexes.
 Children are watched into in-memory indexes (one watch per kind), so a reconcile reads no
 object from the API server except the Secrets and claims a spec names.
 """
@@ -13,32 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import kopf
 
 from modeldeploy.api import GROUP, PLURAL, VERSION
-from modeldeploy.core.children import CHILD_KINDS, ChildKind
+from modeldeploy.core.children import CHILD_KINDS, DEPLOYMENT, ChildKind
+from modeldeploy.core.events import Event
 from modeldeploy.core.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import operator_metrics
-from modeldeploy.runtime.errors import KubeError
 from modeldeploy.runtime.kube import Kube
 from modeldeploy.runtime.providers import MetricsProviders
 from modeldeploy.runtime.reconcile import Reconciled, reconcile
-
-log = logging.getLogger(__name__)
-TICK_SECONDS = 1.0
-
+from modeldeploy.runtime.scheduler import Child, Key, Scheduler
 
 _STATUS_READ: dict[str | None, tuple[str, ...] | None] = {
     None: None,  # the ModelDeployment itself: all of its status
-    "Deployment": ("conditions", "replicas", "readyReplicas", "availableReplicas",
+    DEPLOYMENT.kind: ("conditions", "replicas", "readyReplicas", "availableReplicas",
                    "updatedReplicas", "observedGeneration"),
 }  # fmt: skip
 """Status fields reconcile reads, by kind; the index keeps no other status (memory: the
@@ -66,22 +60,11 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return detached
 
 
-class _Child(NamedTuple):
-    """A child as the index keeps it: identity, version, and the object as compact JSON.
-
-    JSON text is a tenth of the memory of the same object as Python dicts, and the operator
-    holds every child it manages; reconcile parses the few it needs, when it runs."""
-
-    kind: str
-    name: str
-    version: str
-    text: str
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any], kind: str) -> _Child:
-        meta = body["metadata"]
-        text = json.dumps(_essentials(body, kind), separators=(",", ":"))
-        return cls(kind, meta["name"], str(meta.get("resourceVersion")), text)
+def _child(body: Mapping[str, Any], kind: str) -> Child:
+    """A child as the index keeps it (compact JSON of what reconcile reads)."""
+    meta = body["metadata"]
+    text = json.dumps(_essentials(body, kind), separators=(",", ":"))
+    return Child(kind, meta["name"], str(meta.get("resourceVersion")), text)
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -115,105 +98,23 @@ def _index_id(kind: ChildKind) -> str:
     return f"children_{kind.plural}"
 
 
-def _fingerprint(body: dict[str, Any], children: list[_Child]) -> tuple[str, ...]:
-    """resourceVersions of the object and its children: equal means nothing changed."""
-    versions = sorted(f"{c.kind}/{c.name}@{c.version}" for c in children)
-    return (str(body["metadata"].get("resourceVersion")), *versions)
-
-
-@dataclass
-class _Tracked:
-    """What the operator remembers of one ModelDeployment between reconciles (nothing that
-    matters after a restart: the rollout's state is in its status)."""
-
-    body: dict[str, Any]
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    fingerprint: tuple[str, ...] | None = None
-    wake_at: datetime | None = None
-    last_run: float = 0.0
-
-
-@dataclass
-class _Operator:
-    settings: Settings
-    kube: Kube
-    providers: MetricsProviders
-    tracked: dict[tuple[str, str], _Tracked] = field(default_factory=dict)
-    indexes: dict[str, Any] = field(default_factory=dict)
-    """kopf's child indexes, as handed to the handlers (the same objects for the whole run)."""
-
-    def children(self, key: tuple[str, str]) -> list[_Child]:
-        return [
-            child for kind in CHILD_KINDS for child in self.indexes[_index_id(kind)].get(key, [])
-        ]
-
-    async def run(self, key: tuple[str, str]) -> None:
-        entry = self.tracked.get(key)
-        if entry is None or not self.indexes:
-            return
-        children = self.children(key)
-        # Nothing changed since the last reconcile and nothing is due: skip it. This keeps an
-        # idle operator near zero CPU however many objects it manages.
-        seen = _fingerprint(entry.body, children)
-        due = entry.wake_at is not None and datetime.now(UTC) >= entry.wake_at
-        if entry.fingerprint == seen and not due:
-            return
-        async with entry.lock:
-            entry.last_run = time.monotonic()
-            try:
-                reconciled = await asyncio.to_thread(self._reconcile, entry.body, children)
-            except KubeError as exc:
-                log.warning("reconciling ModelDeployment %s/%s: %s", *key, exc)
-                entry.wake_at = datetime.now(UTC)  # try again on a later tick
-                entry.fingerprint = None
-                return
-            for event in reconciled.events:
-                await asyncio.to_thread(self.kube.post_event, entry.body, event.type,
-                                        event.reason, event.message)  # fmt: skip
-        # After writes the next watch events change the fingerprint anyway; remember it only
-        # when this reconcile found everything in place.
-        entry.fingerprint = None if reconciled.writes else seen
-        entry.wake_at = reconciled.wake_at
-
-    def _reconcile(self, body: dict[str, Any], children: list[_Child]) -> Reconciled:
-        parsed = [json.loads(child.text) for child in children]
-        return reconcile(self.kube, body, parsed, self.settings, datetime.now(UTC), self.providers)
-
-    async def resync_forever(self) -> None:
-        """Reconcile what is due: a time-based step, a retry, or the periodic drift check.
-
-        Each due object gets a task of its own, so one slow reconcile (a pod that answers its
-        metrics scrape late) delays nobody else's step; an object whose reconcile is still
-        running is not queued twice."""
-        running: set[asyncio.Task[None]] = set()
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            now, clock = datetime.now(UTC), time.monotonic()
-            due = [
-                key
-                for key, entry in self.tracked.items()
-                if not entry.lock.locked()
-                and (
-                    (entry.wake_at is not None and now >= entry.wake_at)
-                    or clock - entry.last_run >= self.settings.resync_seconds
-                )
-            ]
-            for key in due:
-                self.tracked[key].last_run = clock  # checked now, even if nothing changed
-                task = asyncio.create_task(self._resync(key), name=f"resync {key[0]}/{key[1]}")
-                running.add(task)
-                task.add_done_callback(running.discard)
-
-    async def _resync(self, key: tuple[str, str]) -> None:
-        try:
-            await self.run(key)
-        except Exception:  # one object's bug must not stop the others' resync
-            log.exception("resync of ModelDeployment %s/%s failed", *key)
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
     """Register every handler on `registry` (explicit, so tests and `run` share one setup)."""
-    op = _Operator(settings, kube, MetricsProviders(kube))
+    providers = MetricsProviders(kube)
+    indexes: dict[str, Any] = {}
+    """kopf's child indexes, as handed to the handlers (the same objects for the whole run)."""
+
+    def children(key: Key) -> list[Child]:
+        return [child for kind in CHILD_KINDS for child in indexes[_index_id(kind)].get(key, [])]
+
+    def reconcile_one(body: dict[str, Any], listed: list[Child]) -> Reconciled:
+        parsed = [json.loads(child.text) for child in listed]
+        return reconcile(kube, body, parsed, settings, datetime.now(UTC), providers)
+
+    def post_event(body: dict[str, Any], event: Event) -> None:
+        kube.post_event(body, event.type, event.reason, event.message)
+
+    scheduler = Scheduler(reconcile_one, post_event, children, settings.resync_seconds)
     managed: dict[str, Any] = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
         DEPLOYMENT_LABEL: kopf.PRESENT,
@@ -227,8 +128,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
             labels: kopf.Labels,
             _kind: str = kind.kind,
             **_: Any,
-        ) -> dict[tuple[str | None, str], _Child]:
-            return {(namespace, labels[DEPLOYMENT_LABEL]): _Child.of(body, _kind)}
+        ) -> dict[tuple[str | None, str], Child]:
+            return {(namespace, labels[DEPLOYMENT_LABEL]): _child(body, _kind)}
 
         kopf.index(
             kind.group, kind.version, kind.plural, labels=managed, id=_index_id(kind),
@@ -237,18 +138,16 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def on_event(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
-        if not op.indexes:
-            op.indexes.update({k: v for k, v in kwargs.items() if k.startswith("children_")})
+        if not indexes:
+            indexes.update({k: v for k, v in kwargs.items() if k.startswith("children_")})
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         if event["type"] == "DELETED":
-            op.tracked.pop(key, None)
-            op.providers.forget_owner(*key)
+            scheduler.forget(key)
+            providers.forget_owner(*key)
             operator_metrics.forget(*key)
             return
-        snapshot = _snapshot(body)
-        entry = op.tracked.setdefault(key, _Tracked(snapshot))
-        entry.body = snapshot
-        await op.run(key)
+        scheduler.track(key, _snapshot(body))
+        await scheduler.run(key)
 
     # A registry of our own does not get kopf's default login handlers: log in the way the
     # kubernetes client does (in-cluster service account, else the kubeconfig).
@@ -261,7 +160,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
         settings.posting.enabled = False
         settings.persistence.diffbase_storage = _NoDiffBase()
         settings.watching.server_timeout = 300
-        asyncio.get_running_loop().create_task(op.resync_forever(), name="resync")
+        asyncio.get_running_loop().create_task(scheduler.resync_forever(), name="resync")
 
     @kopf.on.probe(id="managed", registry=registry)
     def count_managed(**kwargs: Any) -> dict[str, int]:
