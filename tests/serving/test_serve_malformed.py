@@ -125,6 +125,27 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
      "unsupported Content-Encoding 'br'"),
     ("corrupt-gzip", "POST", INFER, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"}, 400,
      "cannot decompress the gzip body"),
+    # A flat list is held to the same rule as a nested one: numbers only, nothing numpy would
+    # coerce (the string "nan" became NaN, "1.5" became 1.5, true became 1.0).
+    ("flat-nan-string", "POST", INFER, infer(tensor(data=["nan", 2, 3, 4])), {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    ("flat-numeric-string", "POST", INFER, infer(tensor(data=["1.5", 2, 3, 4])), {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    ("flat-bool", "POST", INFER, infer(tensor(data=[True, 2, 3, 4])), {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    ("nested-numeric-string", "POST", INFER, infer(tensor(data=[["1.5", 2, 3, 4]])), {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    ("nested-bool", "POST", INFER, infer(tensor(data=[[1, 2, 3, False]])), {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    ("v1-bool", "POST", PREDICT, b'{"instances": [[1, true, 3, 4]]}', {}, 400,
+     "input 'input': 'data' does not hold FP32 values"),
+    # Beyond the dtype's range a value became an infinity the client never sent.
+    ("fp32-overflow", "POST", INFER, infer(tensor(data=[1e39, 2, 3, 4])), {}, 400,
+     "input 'input': values out of range for FP32"),
+    ("fp32-overflow-nested", "POST", INFER, infer(tensor(data=[[1, 2, 3, -1e39]])), {}, 400,
+     "input 'input': values out of range for FP32"),
+    ("v1-fp32-overflow", "POST", PREDICT, b'{"instances": [[1, 2, 3e38, 4e38]]}', {}, 400,
+     "input 'input': values out of range for FP32"),
 ]  # fmt: skip
 
 MULTI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
@@ -137,6 +158,15 @@ MULTI_CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("bool-given-numbers",
      {"name": "flag", "shape": [1, 1], "datatype": "BOOL", "data": [1]}, 400,
      "datatype BOOL needs true/false values"),
+    ("int-given-bool",
+     {"name": "a", "shape": [1, 3], "datatype": "INT64", "data": [1, True, 3]}, 400,
+     "input 'a': datatype INT64 needs integers"),
+    ("fp16-overflow",
+     {"name": "h", "shape": [1, 2], "datatype": "FP16", "data": [70000.0, 1]}, 400,
+     "input 'h': values out of range for FP16"),
+    ("fp64-given-string",
+     {"name": "x", "shape": [1, 2], "datatype": "FP64", "data": ["1e3", 1]}, 400,
+     "input 'x': 'data' does not hold FP64 values"),
 ]  # fmt: skip
 GOOD_MULTI = {
     "a": {"name": "a", "shape": [1, 3], "datatype": "INT64", "data": [1, 2, 3]},
