@@ -151,3 +151,31 @@ def test_jwt_rs256(rs256_server: servekit.Server, rsa_keys: tuple[bytes, Path]) 
     response = call(rs256_server, f"Bearer {hs}")
     assert response.status_code == 401
     assert "invalid JWT" in response.json()["error"]
+
+
+def test_a_token_and_a_jwt_key_together_refuse_to_start(model_dir: Path, log_dir: Path) -> None:
+    """Both set used to serve with the token only: every JWT client got 401 and nothing said
+    why. The process now exits 2 at start-up naming both flags, before listening."""
+    server = servekit.start(
+        model_dir / "mlp.onnx", "--auth-token", "t0ken", log_dir=log_dir, wait_ready=False,
+        env={"MODELSERVE_JWT_SECRET": SECRET},
+    )  # fmt: skip
+    try:
+        assert server.process.wait(20) == 2
+    finally:
+        if server.process.poll() is None:  # the bug: it served; leave no process behind
+            server.stop()
+    logs = server.logs()
+    assert "--auth-token and --jwt-secret" in logs
+    assert "listening" not in logs
+
+
+def test_a_token_from_the_environment_loses_its_newline(model_dir: Path, log_dir: Path) -> None:
+    """`MODELSERVE_AUTH_TOKEN=$(cat token-file)` keeps no newline, but a value pasted into a
+    manifest or a Secret made with `echo` does; the file variant was always stripped."""
+    server = servekit.start(model_dir / "mlp.onnx", log_dir=log_dir,
+                            env={"MODELSERVE_AUTH_TOKEN": "t0ken\n"})  # fmt: skip
+    try:
+        assert call(server, "Bearer t0ken").status_code == 200
+    finally:
+        server.stop()
