@@ -192,6 +192,26 @@ def test_monitoring_objects_only_where_the_api_exists():
     )
     alerts = [r["alert"] for g in one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
     assert {"ModelHighErrorRate", "ModelHighLatencyP99", "ModelRolledBack"} <= set(alerts)
+    assert "authorization" not in pod_monitor["spec"]["podMetricsEndpoints"][0]
+
+
+def test_the_pod_monitor_presents_the_scrape_token_when_given():
+    """Model servers with auth keep the drift families from scrapes without credentials; the
+    PodMonitor sends the scrape token from a Secret so Prometheus still reads them."""
+    token = ("--set", "metrics.podMonitor.scrapeTokenSecret.name=modelserve-scrape")
+    endpoint = one(render(*MONITORING, *ALL_MONITORS, *token), "PodMonitor")["spec"][
+        "podMetricsEndpoints"
+    ][0]
+    assert endpoint["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "modelserve-scrape", "key": "token"}}  # fmt: skip
+    keyed = render(*MONITORING, *ALL_MONITORS, *token,
+                   "--set", "metrics.podMonitor.scrapeTokenSecret.key=scrape")  # fmt: skip
+    credentials = one(keyed, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["authorization"]
+    assert credentials["credentials"]["key"] == "scrape"
+    assert helm("lint", "--strict", str(CHART), *ALL_MONITORS, *token).returncode == 0
+    typo = helm("template", "md", str(CHART), "--set", "metrics.podMonitor.scrapeTokenSecret.nam=x")
+    assert typo.returncode != 0
+    assert "additional properties 'nam' not allowed" in typo.stderr
 
 
 # --- the metrics the dashboard and the alerts query ----------------------------------------
@@ -204,7 +224,10 @@ def exported_names() -> set[str]:
     import modeldeploy.runtime.operator_metrics  # noqa: F401  (registers the operator's metrics)
     from modelserve.metrics import Metrics
 
-    families = [*Metrics(model="m", version="v").registry.collect(), *REGISTRY.collect()]
+    # The drift families sit in a registry of their own, served only to trusted scrapes.
+    served = Metrics(model="m", version="v")
+    families = [*served.registry.collect(), *served.payload_registry.collect(),
+                *REGISTRY.collect()]  # fmt: skip
     names: set[str] = set()
     for family in families:
         if family.type == "counter":
