@@ -3,12 +3,20 @@
 Users copy these from Argo Rollouts and Flagger manifests, and the API server's CEL `duration()`
 understands the same syntax, so the operator parses exactly what the CRD lets through: units
 ms, s, m and h, no sign, no spaces.
+
+On the API models a duration is a `DurationString`: the text the user wrote (what the wire, the
+CRD and a PromQL range carry) with its length parsed once, at validation, as Argo Rollouts'
+`DurationString.Duration()` gives it; nothing downstream parses the same text again.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from datetime import timedelta
+from typing import Any, Final, Self
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 # Kept in one place: the CRD's CEL rule and the Python validator both use this pattern.
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -49,3 +57,36 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+class DurationString(str):
+    """A duration as written ("1m30s"), which it equals and prints as, with its length.
+
+    >>> d = DurationString("1m30s")
+    >>> d == "1m30s", d.seconds, d.delta.total_seconds()
+    (True, 90.0, 90.0)
+    """
+
+    seconds: float
+    """Its length in seconds, parsed when the string was made."""
+
+    def __new__(cls, text: str) -> Self:
+        seconds = parse_duration(text)  # ValueError naming the accepted form
+        duration = super().__new__(cls, text)
+        duration.seconds = seconds
+        return duration
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Any string is parsed once; a DurationString (a default, a copied model) is kept."""
+
+        def parse(value: Any, to_text: core_schema.ValidatorFunctionWrapHandler) -> DurationString:
+            return value if isinstance(value, cls) else cls(to_text(value))
+
+        return core_schema.no_info_wrap_validator_function(
+            parse, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+        )

@@ -7,14 +7,15 @@ docstring becomes its description in the CRD and in docs/api.md.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
-from modeldeploy.api.durations import DURATION_PATTERN, parse_duration
+from modeldeploy.api.durations import DURATION_PATTERN, DurationString
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -308,12 +309,27 @@ class Judge(StrEnum):
     STATISTICAL = "statistical"
 
 
+INDEFINITE: Final = "indefinite"
+"""A pause that holds until `modeldeploy promote`."""
+
+
+def _duration_or_word(pause: str | None) -> str | None:
+    """A pause that reads as a duration becomes a DurationString; any other text is left for
+    Step's own check, which refuses it with the CRD rule's message and field."""
+    if pause is None or pause == INDEFINITE:
+        return pause
+    try:
+        return DurationString(pause)
+    except ValueError:
+        return pause
+
+
 class Step(ApiModel):
     """One canary step: send this share of traffic to the new revision, then wait."""
 
     set_weight: Percent
     """Percent of traffic the new revision gets in this step (0 to 100)."""
-    pause: Annotated[str | None, Field(max_length=32)] = None
+    pause: Annotated[str | None, Field(max_length=32), AfterValidator(_duration_or_word)] = None
     """How long to hold this weight while analysis runs (a duration such as 60s or 2m), or
     `indefinite` to hold until `modeldeploy promote`. Not set: move on after one analysis
     interval."""
@@ -329,12 +345,14 @@ class Step(ApiModel):
 
     @model_validator(mode="after")
     def _check_pause(self) -> Self:
-        if self.pause is not None and self.pause != "indefinite":
-            try:
-                parse_duration(self.pause)
-            except ValueError:
-                raise ValueError(self.cel_rules[0].message) from None
+        if self.pause not in (None, INDEFINITE) and not isinstance(self.pause, DurationString):
+            raise ValueError(self.cel_rules[0].message)
         return self
+
+    @property
+    def hold(self) -> timedelta | None:
+        """How long the step holds, when its pause is a duration (not unset, not indefinite)."""
+        return self.pause.delta if isinstance(self.pause, DurationString) else None
 
 
 def _default_steps() -> list[Step]:
@@ -469,7 +487,7 @@ def _default_metrics() -> list[MetricCheck]:
 class Analysis(ApiModel):
     """How a new revision is judged while it takes traffic."""
 
-    interval: PositiveDuration = "30s"
+    interval: PositiveDuration = DurationString("30s")
     """Time between checks; each check looks at the requests of the last interval."""
     min_requests: Annotated[int, Field(ge=0, le=1_000_000_000)] = 100
     """Requests a revision must have served in an interval before a check can pass or fail;
@@ -576,7 +594,7 @@ class Rollout(ApiModel):
         default_factory=lambda: TrafficRouting(replica_ratio=ReplicaRatio())
     )
     """How traffic is split."""
-    scale_down_delay: Duration = "30s"
+    scale_down_delay: Duration = DurationString("30s")
     """How long the previous revision keeps running after a promotion, so in-flight requests
     finish and a rollback is instant."""
 

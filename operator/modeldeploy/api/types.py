@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from modeldeploy.api.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
+from modeldeploy.api.durations import DURATION_HINT, DURATION_PATTERN, DurationString
 
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
 # Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
@@ -21,15 +21,10 @@ DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
-def _duration(text: str) -> str:
-    parse_duration(text)  # raises ValueError with the accepted form
-    return text
-
-
-def _positive_duration(text: str) -> str:
-    if parse_duration(text) <= 0:
-        raise ValueError(f"{text!r} {POSITIVE_DURATION_HINT}")
-    return text
+def _positive_duration(duration: DurationString) -> DurationString:
+    if duration.seconds <= 0:
+        raise ValueError(f"{duration!r} {POSITIVE_DURATION_HINT}")
+    return duration
 
 
 def _cel_duration(extra: str, message: str) -> dict[str, Any]:
@@ -42,15 +37,11 @@ def _cel_duration(extra: str, message: str) -> dict[str, Any]:
     }
 
 
-Duration = Annotated[
-    str,
-    AfterValidator(_duration),
-    WithJsonSchema(_cel_duration("", DURATION_HINT)),
-]
+Duration = Annotated[DurationString, WithJsonSchema(_cel_duration("", DURATION_HINT))]
 """A non-negative Go-style duration string."""
 
 PositiveDuration = Annotated[
-    str,
+    DurationString,
     AfterValidator(_positive_duration),
     WithJsonSchema(_cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)),
 ]

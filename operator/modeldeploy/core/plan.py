@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import HISTORY_LIMIT, AnalysisCheck, ModelDeploymentStatus, Phase
 from modeldeploy.core.children import DEPLOYMENT, HPA, HTTP_ROUTE
@@ -180,7 +179,7 @@ def _replicas(
     if rollout.previous and rollout.promoted_at and rollout.previous in revisions:
         # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
         # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
-        delay = timedelta(seconds=parse_duration(spec.rollout.scale_down_delay))
+        delay = spec.rollout.scale_down_delay.delta
         if spec.rollout.traffic_routing.replica_ratio is not None:
             delay = timedelta(0)
         still_up = now - rollout.promoted_at < delay

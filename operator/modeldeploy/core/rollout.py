@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from modeldeploy.api.durations import parse_duration
-from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
+from modeldeploy.api.spec import INDEFINITE, ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import AnalysisCheck, ModelDeploymentStatus, Phase, Verdict
 from modeldeploy.core.conditions import ConditionUpdate, timestamp
 from modeldeploy.core.events import Event
@@ -71,10 +70,6 @@ def _alive(name: str | None, revisions: dict[str, LiveRevision]) -> str | None:
     return name if name and name in revisions else None
 
 
-def _seconds(duration: str) -> timedelta:
-    return timedelta(seconds=parse_duration(duration))
-
-
 def analysis_due(
     spec: ModelDeploymentSpec,
     status: ModelDeploymentStatus,
@@ -93,7 +88,7 @@ def analysis_due(
     checks = status.analysis.checks if status.analysis else []
     if not checks:
         return True
-    return now - checks[-1].time >= _seconds(spec.rollout.analysis.interval)
+    return now - checks[-1].time >= spec.rollout.analysis.interval.delta
 
 
 def decide(
@@ -184,7 +179,7 @@ def decide(
         if out.analysis["consecutiveFailures"] >= spec.rollout.analysis.failure_limit:
             _rollback(out, target, _failure_summary(check))
             return out
-    interval = _seconds(spec.rollout.analysis.interval)
+    interval = spec.rollout.analysis.interval.delta
     waiting = _waiting_for_data(out, interval, now)
 
     if strategy == Strategy.CANARY:
@@ -241,13 +236,13 @@ def _canary(
     out.weight = steps[out.step].set_weight
     if out.step_started_at is None or waiting:
         return
-    pause = steps[out.step].pause
-    if pause == "indefinite":
+    step = steps[out.step]
+    if step.pause == INDEFINITE:
         out.progressing = ConditionUpdate("Progressing", "True", "PausedAtStep",
                                           f"holding at {out.weight}% until `modeldeploy "
                                           "promote`")  # fmt: skip
         return
-    hold = _seconds(pause) if pause else interval
+    hold = interval if step.hold is None else step.hold
     due = out.step_started_at + hold
     latest = out.analysis["checks"][-1] if out.analysis["checks"] else None
     passed_since_start = (

@@ -11,7 +11,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import Analysis
 from modeldeploy.core.analysis import PodSample, RevisionMetrics, RevisionSample, window_between
 from modeldeploy.core.naming import HTTP_PORT, label_selector, revision_selector
@@ -37,7 +36,7 @@ class PodScrapes:
         stable: str | None,
     ) -> tuple[RevisionMetrics, RevisionMetrics | None] | None:
         """Both revisions since their last scrape, or None while the canary's is not ready."""
-        interval = parse_duration(analysis.interval)
+        interval = analysis.interval.seconds
         windows: dict[str, RevisionMetrics] = {}
         for revision in filter(None, (canary, stable)):
             key = (namespace, revision)

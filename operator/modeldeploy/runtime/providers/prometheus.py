@@ -12,7 +12,6 @@ import urllib.parse
 import urllib.request
 from typing import Any, Final
 
-from modeldeploy.api.durations import parse_duration
 from modeldeploy.api.spec import Analysis, PrometheusProvider
 from modeldeploy.core.analysis import RevisionMetrics
 from modeldeploy.core.analysis.promql import (
@@ -41,7 +40,6 @@ def query_prometheus(
     if provider.token_secret_ref:
         ref = provider.token_secret_ref
         token = kube.secret_value(namespace, ref.name, ref.key)
-    seconds = parse_duration(analysis.interval)
     out: list[RevisionMetrics] = []
     for revision in filter(None, (canary, stable)):
         target = Target(namespace, revision, analysis.interval)
@@ -58,7 +56,9 @@ def query_prometheus(
         except (OSError, ValueError) as exc:
             log.warning("querying Prometheus at %s: %s", provider.address, exc)
             return None
-        out.append(RevisionMetrics(window_from_results(seconds, *answers), custom))
+        out.append(
+            RevisionMetrics(window_from_results(analysis.interval.seconds, *answers), custom)
+        )
     return out[0], (out[1] if len(out) > 1 else None)
 
 
