@@ -36,11 +36,16 @@ def run(spec, status=None, revisions=(), problems=(), children=None, now=T0, gen
 
 
 def status_of(p: Plan) -> ModelDeploymentStatus:
-    return ModelDeploymentStatus.model_validate(p.status)
+    return ModelDeploymentStatus.model_validate(wire(p))
+
+
+def wire(p: Plan) -> dict:
+    """The status as the patch writes it."""
+    return p.status.to_wire()
 
 
 def cond(p: Plan, kind: str) -> dict:
-    return next(c for c in p.status["conditions"] if c["type"] == kind)
+    return next(c for c in wire(p)["conditions"] if c["type"] == kind)
 
 
 def applied(p: Plan, kind: str) -> dict[str, dict]:
@@ -68,15 +73,15 @@ def test_first_apply_creates_the_revision_and_every_child():
     assert list(applied(p, "PodDisruptionBudget")) == ["fraud"]
     assert applied(p, "Deployment")[rev]["spec"]["replicas"] == 2
     assert [e.reason for e in p.events] == ["RevisionCreated"]
-    assert p.status["stableRevision"] == {
+    assert wire(p)["stableRevision"] == {
         "name": rev,
         "modelVersion": "v1",
         "modelUri": "https://m/v1.onnx",
     }
-    assert p.status["phase"] == "Progressing"
+    assert wire(p)["phase"] == "Progressing"
     assert cond(p, "Ready")["status"] == "False"
-    assert p.status["history"][-1]["event"] == "Deployed"
-    assert p.status["url"] == "http://fraud.ml.svc/v2/models/fraud"
+    assert wire(p)["history"][-1]["event"] == "Deployed"
+    assert wire(p)["url"] == "http://fraud.ml.svc/v2/models/fraud"
 
 
 def test_ready_once_the_stable_pods_are_ready():
@@ -96,9 +101,9 @@ def test_ready_once_the_stable_pods_are_ready():
         "observedGeneration": 1,
     }
     assert cond(up, "Ready")["lastTransitionTime"] == "2026-03-01T12:00:20Z"
-    assert up.status["phase"] == "Healthy"
+    assert wire(up)["phase"] == "Healthy"
     assert cond(up, "Progressing")["status"] == "False"
-    assert up.status["readyReplicas"] == 2
+    assert wire(up)["readyReplicas"] == 2
 
 
 def test_changing_replicas_keeps_the_revision():
@@ -108,7 +113,7 @@ def test_changing_replicas_keeps_the_revision():
     p = run(make_spec(replicas=5), base, [ready(rev)], generation=2)
     assert list(applied(p, "Deployment")) == [rev]
     assert applied(p, "Deployment")[rev]["spec"]["replicas"] == 5
-    assert p.status["observedGeneration"] == 2
+    assert wire(p)["observedGeneration"] == 2
 
 
 IMMEDIATE = {"rollout": {"strategy": "Immediate"}}
@@ -123,8 +128,8 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
     rolling = run(v2, healthy, [ready(old)])
     assert list(applied(rolling, "Deployment")) == [new]  # the old one needs no write
     assert applied(rolling, "Deployment")[new]["spec"]["replicas"] == 2
-    assert rolling.status["stableRevision"]["name"] == old
-    assert rolling.status["canaryRevision"]["name"] == new
+    assert wire(rolling)["stableRevision"]["name"] == old
+    assert wire(rolling)["canaryRevision"]["name"] == new
     assert cond(rolling, "Progressing")["reason"] == "NewRevision"
     assert (
         applied(rolling, "Service")["fraud-stable"]["spec"]["selector"]["modeldeploy.io/revision"]
@@ -138,8 +143,8 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
         now=T0 + timedelta(seconds=30),
     )
     assert [e.reason for e in switched.events] == ["Promoted", "ScaledDown"]
-    assert switched.status["stableRevision"]["name"] == new
-    assert switched.status["previousRevision"] == {
+    assert wire(switched)["stableRevision"]["name"] == new
+    assert wire(switched)["previousRevision"] == {
         "name": old,
         "modelVersion": "v1",
         "modelUri": "https://m/v1.onnx",
@@ -151,7 +156,7 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
     )
     # Behind the entry Service every pod takes traffic: the old model stops at once.
     assert applied(switched, "Deployment")[old]["spec"] == {"replicas": 0}
-    assert switched.status["history"][-1]["event"] == "Promoted"
+    assert wire(switched)["history"][-1]["event"] == "Promoted"
 
 
 def test_with_a_router_the_previous_revision_stays_warm_for_scale_down_delay():
@@ -215,7 +220,7 @@ def test_a_missing_secret_degrades_without_creating_pods():
     )
     p = run(spec, problems=[problem])
     assert p.apply == []
-    assert p.status["phase"] == "Failed"
+    assert wire(p)["phase"] == "Failed"
     degraded = cond(p, "Degraded")
     assert degraded["status"] == "True"
     assert degraded["reason"] == "SecretNotFound"
@@ -232,4 +237,17 @@ def test_a_failing_revision_is_reported():
     stuck = LiveRevision(rev, 2, failed_reason='ReplicaSet "x" has timed out progressing.')
     p = run(spec, ModelDeploymentStatus.model_validate({"stableRevision": {"name": rev}}), [stuck])
     assert cond(p, "Degraded")["reason"] == "RevisionFailed"
-    assert p.status["phase"] == "Failed"
+    assert wire(p)["phase"] == "Failed"
+
+
+def test_the_status_is_a_model_that_reads_back_equal_from_what_is_written():
+    """reconcile writes the status only when the new model differs from the stored one: what
+    the patch writes must read back equal, or an idle operator would write on every resync."""
+    spec = make_spec(autoscaling={"minReplicas": 2, "maxReplicas": 8})
+    rev = target_revision(OWNER, spec, SETTINGS)
+    first = run(spec, now=T0 + timedelta(microseconds=123456))
+    up = run(spec, status_of(first), [ready(rev)], now=T0 + timedelta(seconds=20, microseconds=7))
+    for p in (first, up):
+        assert isinstance(p.status, ModelDeploymentStatus)
+        assert ModelDeploymentStatus.model_validate(wire(p)) == p.status
+    assert wire(up)["history"][0]["time"] == "2026-03-01T12:00:00Z"  # whole seconds, as before

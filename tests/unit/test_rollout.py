@@ -65,7 +65,7 @@ class World:
                 model_version=old.model_version if old else self.spec.model.version,
                 model_uri=old.model_uri if old else self.spec.model.uri,
             )  # fmt: skip
-        self.status = ModelDeploymentStatus.model_validate(p.status)  # as stored
+        self.status = ModelDeploymentStatus.model_validate(p.status.to_wire())  # as stored
         self.last = p
         return p
 
@@ -202,7 +202,7 @@ def test_an_operator_restart_at_any_step_resumes_it():
             w.reconcile()  # the world catches up with what was applied
         before = w.status.model_dump()
         again = plan(OWNER, w.spec, 1, w.status, LiveChildren(dict(w.revisions)), Settings(), w.now)
-        assert ModelDeploymentStatus.model_validate(again.status).model_dump() == before
+        assert ModelDeploymentStatus.model_validate(again.status.to_wire()).model_dump() == before
         assert [e.reason for e in again.events] == []
 
 

@@ -111,6 +111,9 @@ class AnalysisStatus(ApiModel):
     """Start of the current run of Inconclusive checks (too little traffic to judge)."""
 
 
+HistoryEvent = Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Undone"]
+
+
 class HistoryEntry(ApiModel):
     """One line of the audit trail: which revision did what, and when."""
 
@@ -122,7 +125,7 @@ class HistoryEntry(ApiModel):
     """Model version of that revision."""
     model_uri: Annotated[str | None, Field(max_length=2048)] = None
     """Model URI of that revision."""
-    event: Literal["Deployed", "Promoted", "RolledBack", "Aborted", "Undone"]
+    event: HistoryEvent
     """What happened to the revision."""
     message: Annotated[str, Field(max_length=1024)] = ""
     """Why, in a sentence."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
+
+from modeldeploy.api.status import Condition
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -21,42 +23,43 @@ class ConditionUpdate:
     message: str
 
 
-def timestamp(now: datetime) -> str:
-    """RFC 3339 at second precision, as Kubernetes writes times."""
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+def whole_seconds(now: datetime) -> datetime:
+    """A time as the status keeps it: Kubernetes writes times at second precision."""
+    return now.replace(microsecond=0)
 
 
 def set_conditions(
-    current: list[dict[str, Any]],
+    current: list[Condition],
     updates: list[ConditionUpdate],
     now: datetime,
     generation: int,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """The conditions after `updates`, in a stable order (updated types first, then the rest).
 
     >>> from datetime import UTC
     >>> t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     >>> first = set_conditions([], [ConditionUpdate("Ready", "True", "Up", "")], t0, 1)
     >>> again = set_conditions(first, [ConditionUpdate("Ready", "True", "Up", "ok")], t1, 2)
-    >>> again[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    >>> again[0].last_transition_time == first[0].last_transition_time
     True
     """
-    by_type = {c["type"]: c for c in current}
+    by_type = {c.type: c for c in current}
     out = []
     for u in updates:
         old = by_type.pop(u.type, None)
-        flipped = old is None or old.get("status") != u.status
         out.append(
-            {
-                "type": u.type,
-                "status": u.status,
-                "reason": u.reason,
-                "message": u.message,
-                "lastTransitionTime": (
-                    timestamp(now) if old is None or flipped else old["lastTransitionTime"]
+            Condition(
+                type=u.type,
+                status=u.status,
+                reason=u.reason,
+                message=u.message,
+                last_transition_time=(
+                    whole_seconds(now)
+                    if old is None or old.status != u.status
+                    else old.last_transition_time
                 ),
-                "observedGeneration": generation,
-            }
+                observed_generation=generation,
+            )
         )
     out.extend(by_type.values())
     return out

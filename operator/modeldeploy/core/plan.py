@@ -16,9 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modeldeploy.api.spec import ModelDeploymentSpec, Strategy
-from modeldeploy.api.status import HISTORY_LIMIT, AnalysisCheck, ModelDeploymentStatus, Phase
+from modeldeploy.api.status import (
+    HISTORY_LIMIT,
+    AnalysisCheck,
+    HistoryEntry,
+    HistoryEvent,
+    ModelDeploymentStatus,
+    Phase,
+    RevisionRef,
+)
 from modeldeploy.core.children import DEPLOYMENT, HPA, HTTP_ROUTE
-from modeldeploy.core.conditions import ConditionUpdate, set_conditions, timestamp
+from modeldeploy.core.conditions import ConditionUpdate, set_conditions, whole_seconds
 from modeldeploy.core.desired.deployment import build_deployment
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.desired.scaling import build_hpa, build_pdb
@@ -37,7 +45,8 @@ class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of children that no longer belong."""
-    status: dict[str, Any] = field(default_factory=dict)
+    status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
+    """The status to write: the patch serialises it, once."""
     events: list[Event] = field(default_factory=list)
     wake_at: datetime | None = None
     """When a decision depends on time (a scale-down delay) rather than on a change in the
@@ -63,7 +72,7 @@ def plan(
     out = Plan()
     target = target_revision(owner, spec, settings)
     revisions = live.revisions
-    history = [h.to_wire() for h in status.history]
+    history = list(status.history)
     blocked = bool(live.problems) and target not in revisions
     if blocked:
         rollout = RolloutState(
@@ -82,12 +91,12 @@ def plan(
     if serving and target not in revisions and target not in known:
         out.events.append(Event("Normal", "RevisionCreated",
                                 f"created revision {target} (model {_model(spec)})"))  # fmt: skip
-        history.append(_history(now, target, _model_of(target, revisions, spec, target),
-                                "Deployed", "new serving template"))  # fmt: skip
+        history.append(_history(now, _revision_ref(target, revisions, spec, target), "Deployed",
+                                "new serving template"))  # fmt: skip
     out.events.extend(rollout.events)
     for revision, event, message in rollout.history:
-        model = _model_of(revision, revisions, spec, target)
-        history.append(_history(now, revision, model, event, message))
+        ref = _revision_ref(revision, revisions, spec, target)
+        history.append(_history(now, ref, event, message))
 
     wake: list[datetime] = [rollout.wake_at] if rollout.wake_at else []
     router = router_for(spec.rollout.traffic_routing)
@@ -154,10 +163,11 @@ def _model(spec: ModelDeploymentSpec) -> str:
 
 
 def _history(
-    now: datetime, revision: str, model: dict[str, str], event: str, message: str
-) -> dict[str, Any]:
-    return {"time": timestamp(now), "revision": revision, **model, "event": event,
-            "message": message}  # fmt: skip
+    now: datetime, revision: RevisionRef, event: HistoryEvent, message: str
+) -> HistoryEntry:
+    return HistoryEntry(time=whole_seconds(now), revision=revision.name,
+                        model_version=revision.model_version, model_uri=revision.model_uri,
+                        event=event, message=message)  # fmt: skip
 
 
 def _replicas(
@@ -225,11 +235,11 @@ def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]
     }
 
 
-def _model_of(
+def _revision_ref(
     name: str, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
-) -> dict[str, str]:
-    """modelVersion and modelUri of a revision: from the spec for the one it names, else from
-    the annotations on the revision's Deployment."""
+) -> RevisionRef:
+    """A revision with its model: from the spec for the one it names, else from the
+    annotations on the revision's Deployment."""
     state = revisions.get(name)
     version: str | None
     uri: str | None
@@ -237,18 +247,7 @@ def _model_of(
         version, uri = spec.model.version, spec.model.uri
     else:
         version, uri = state.model_version, state.model_uri
-    model = {}
-    if version:
-        model["modelVersion"] = version
-    if uri:
-        model["modelUri"] = uri
-    return model
-
-
-def _revision_ref(
-    name: str, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
-) -> dict[str, Any]:
-    return {"name": name, **_model_of(name, revisions, spec, target)}
+    return RevisionRef(name=name, model_version=version or None, model_uri=uri or None)
 
 
 def _status(
@@ -259,11 +258,11 @@ def _status(
     live: LiveChildren,
     rollout: RolloutState,
     target: str,
-    history: list[dict[str, Any]],
+    history: list[HistoryEntry],
     now: datetime,
     weight: int,
     split: Split,
-) -> dict[str, Any]:
+) -> ModelDeploymentStatus:
     revisions = live.revisions
     stable = revisions.get(rollout.stable or "")
     canary = revisions.get(rollout.canary or "")
@@ -339,41 +338,38 @@ def _status(
     else:
         phase = Phase.HEALTHY
 
-    conditions = set_conditions(
-        [c.to_wire() for c in previous.conditions],
-        [ready_cond, progressing, degraded],
-        now,
-        generation,
-    )
     model = spec.model.name or owner.name
     scheme = "https" if spec.serving.tls else "http"
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "phase": phase.value,
-        "conditions": conditions,
-        "canaryWeight": weight,
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "selector": label_selector(owner_selector(owner.name)),
-        "url": f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
-        "history": history[-HISTORY_LIMIT:],
-    }
-    if rollout.stable:
-        status["stableRevision"] = _revision_ref(rollout.stable, revisions, spec, target)
-    if rollout.canary:
-        status["canaryRevision"] = _revision_ref(rollout.canary, revisions, spec, target)
-    if rollout.previous:
-        status["previousRevision"] = _revision_ref(rollout.previous, revisions, spec, "")
-    if rollout.promoted_at:
-        status["lastPromotionTime"] = timestamp(rollout.promoted_at)
-    if rollout.rolled_back:
-        status["rolledBackRevision"] = _revision_ref(rollout.rolled_back, revisions, spec, target)
-    if rollout.step is not None and rollout.canary:
-        status["currentStep"] = rollout.step
-    if rollout.step_started_at and rollout.canary:
-        status["stepStartedAt"] = timestamp(rollout.step_started_at)
-    if rollout.analysis:
-        status["analysis"] = rollout.analysis
-    if previous.handled_action:
-        status["handledAction"] = previous.handled_action
-    return status
+    candidate = rollout.canary is not None
+    return ModelDeploymentStatus(
+        observed_generation=generation,
+        phase=phase,
+        conditions=set_conditions(
+            previous.conditions, [ready_cond, progressing, degraded], now, generation
+        ),
+        canary_weight=weight,
+        replicas=replicas,
+        ready_replicas=ready,
+        selector=label_selector(owner_selector(owner.name)),
+        url=f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
+        history=history[-HISTORY_LIMIT:],
+        stable_revision=_ref(rollout.stable, revisions, spec, target),
+        canary_revision=_ref(rollout.canary, revisions, spec, target),
+        previous_revision=_ref(rollout.previous, revisions, spec, ""),
+        last_promotion_time=_whole_seconds(rollout.promoted_at),
+        rolled_back_revision=_ref(rollout.rolled_back, revisions, spec, target),
+        current_step=rollout.step if candidate else None,
+        step_started_at=_whole_seconds(rollout.step_started_at) if candidate else None,
+        analysis=rollout.analysis,
+        handled_action=previous.handled_action,
+    )
+
+
+def _ref(
+    name: str | None, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
+) -> RevisionRef | None:
+    return _revision_ref(name, revisions, spec, target) if name else None
+
+
+def _whole_seconds(time: datetime | None) -> datetime | None:
+    return whole_seconds(time) if time else None

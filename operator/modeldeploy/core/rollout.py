@@ -27,11 +27,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from modeldeploy.api.spec import INDEFINITE, ModelDeploymentSpec, Strategy
-from modeldeploy.api.status import AnalysisCheck, ModelDeploymentStatus, Phase, Verdict
-from modeldeploy.core.conditions import ConditionUpdate, timestamp
+from modeldeploy.api.status import (
+    AnalysisCheck,
+    AnalysisStatus,
+    HistoryEvent,
+    ModelDeploymentStatus,
+    Phase,
+    Verdict,
+)
+from modeldeploy.core.conditions import ConditionUpdate, whole_seconds
 from modeldeploy.core.events import Event
 from modeldeploy.core.live import LiveRevision
 
@@ -56,12 +63,13 @@ class RolloutState:
     step_started_at: datetime | None = None
     full_size: bool = False
     """The candidate runs at the stable side's size (BlueGreen, Immediate, before a switch)."""
-    analysis: dict[str, Any] = field(default_factory=dict)
+    analysis: AnalysisStatus | None = None
+    """The candidate's analysis record; None when no candidate is in progress."""
     phase: Phase | None = None
     """Set when the rollout decides the phase (Paused, RolledBack); else readiness decides."""
     progressing: ConditionUpdate | None = None
     events: list[Event] = field(default_factory=list)
-    history: list[tuple[str, str, str]] = field(default_factory=list)
+    history: list[tuple[str, HistoryEvent, str]] = field(default_factory=list)
     """(revision, event, message) lines for the audit trail."""
     wake_at: datetime | None = None
 
@@ -122,8 +130,7 @@ def decide(
         return out
     if target == out.rolled_back:
         # Keep the record of the checks that failed it: what a user reads after a rollback.
-        if status.analysis is not None:
-            out.analysis = status.analysis.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out.analysis = status.analysis
         out.phase = Phase.ROLLED_BACK
         out.progressing = ConditionUpdate(
             "Progressing", "False", "RolledBack",
@@ -133,16 +140,7 @@ def decide(
 
     out.canary = target
     fresh = status.canary_revision is None or status.canary_revision.name != target
-    analysis = (
-        {}
-        if fresh or status.analysis is None
-        else status.analysis.model_dump(mode="json", by_alias=True, exclude_none=True)
-    )
-    out.analysis = {"checks": analysis.get("checks", []),
-                    "consecutiveFailures": analysis.get("consecutiveFailures", 0),
-                    "passedChecks": analysis.get("passedChecks", 0)}  # fmt: skip
-    if analysis.get("inconclusiveSince"):
-        out.analysis["inconclusiveSince"] = analysis["inconclusiveSince"]
+    out.analysis = AnalysisStatus() if fresh or status.analysis is None else status.analysis
     out.step = 0 if fresh else (status.current_step or 0)
     out.step_started_at = None if fresh else status.step_started_at
     if fresh:
@@ -175,8 +173,8 @@ def decide(
     if check is not None:
         # BlueGreen has no live traffic by design: a quiet (Inconclusive) check counts as good.
         quiet_is_good = strategy == Strategy.BLUE_GREEN
-        _record(out, check, spec.rollout.analysis.failure_limit, quiet_is_good)
-        if out.analysis["consecutiveFailures"] >= spec.rollout.analysis.failure_limit:
+        out.analysis = _record(out, check, spec.rollout.analysis.failure_limit, quiet_is_good)
+        if out.analysis.consecutive_failures >= spec.rollout.analysis.failure_limit:
             _rollback(out, target, _failure_summary(check))
             return out
     interval = spec.rollout.analysis.interval.delta
@@ -244,11 +242,12 @@ def _canary(
         return
     hold = interval if step.hold is None else step.hold
     due = out.step_started_at + hold
-    latest = out.analysis["checks"][-1] if out.analysis["checks"] else None
+    checks = out.analysis.checks if out.analysis else []
+    latest = checks[-1] if checks else None
     passed_since_start = (
         latest is not None
-        and latest["verdict"] == Verdict.PASSED
-        and (datetime.fromisoformat(latest["time"]) >= out.step_started_at)
+        and latest.verdict == Verdict.PASSED
+        and latest.time >= out.step_started_at
     )
     if now >= due and passed_since_start:
         before = out.weight
@@ -268,43 +267,46 @@ def _canary(
 
 def _record(
     out: RolloutState, check: AnalysisCheck, failure_limit: int, quiet_is_good: bool
-) -> None:
-    record = check.model_dump(mode="json", by_alias=True, exclude_none=True)
-    out.analysis["checks"] = [*out.analysis["checks"], record][-CHECKS_KEPT:]
+) -> AnalysisStatus:
+    """The candidate's analysis record with one more check."""
+    record = out.analysis or AnalysisStatus()
+    checks = [*record.checks, check][-CHECKS_KEPT:]
     if check.verdict == Verdict.FAILED:
-        out.analysis["consecutiveFailures"] += 1
-        out.analysis.pop("inconclusiveSince", None)
+        failures = record.consecutive_failures + 1
         failed = ", ".join(r.metric for r in check.results if r.verdict == Verdict.FAILED)
-        out.events.append(Event("Warning", "AnalysisFailed",
-                                f"check failed ({out.analysis['consecutiveFailures']}/"
-                                f"{failure_limit}): {failed}"))  # fmt: skip
-    elif check.verdict == Verdict.PASSED:
-        out.analysis["consecutiveFailures"] = 0
-        out.analysis["passedChecks"] += 1
-        out.analysis.pop("inconclusiveSince", None)
-    else:
-        if quiet_is_good:
-            out.analysis["passedChecks"] += 1
-        out.analysis.setdefault("inconclusiveSince", timestamp(check.time))
+        said = f"check failed ({failures}/{failure_limit}): {failed}"
+        out.events.append(Event("Warning", "AnalysisFailed", said))
+        return record.model_copy(update={"checks": checks, "consecutive_failures": failures,
+                                         "inconclusive_since": None})  # fmt: skip
+    if check.verdict == Verdict.PASSED:
+        return record.model_copy(update={"checks": checks, "consecutive_failures": 0,
+                                         "passed_checks": record.passed_checks + 1,
+                                         "inconclusive_since": None})  # fmt: skip
+    return record.model_copy(update={
+        "checks": checks,
+        "passed_checks": record.passed_checks + (1 if quiet_is_good else 0),
+        "inconclusive_since": record.inconclusive_since or whole_seconds(check.time),
+    })  # fmt: skip
 
 
 def _waiting_for_data(out: RolloutState, interval: timedelta, now: datetime) -> bool:
-    since = out.analysis.get("inconclusiveSince")
-    return since is not None and now - datetime.fromisoformat(since) >= NO_DATA_INTERVALS * interval
+    since = out.analysis.inconclusive_since if out.analysis else None
+    return since is not None and now - since >= NO_DATA_INTERVALS * interval
 
 
 def _iterations_done(spec: ModelDeploymentSpec, out: RolloutState) -> bool:
     """Enough good checks in this rollout, and the latest one did not fail."""
-    passed: int = out.analysis["passedChecks"]
-    failures: int = out.analysis["consecutiveFailures"]
-    return passed >= spec.rollout.analysis.iterations and failures == 0
+    record = out.analysis or AnalysisStatus()
+    return record.passed_checks >= spec.rollout.analysis.iterations and (
+        record.consecutive_failures == 0
+    )
 
 
 def _next_check(out: RolloutState, interval: timedelta, now: datetime) -> datetime:
-    checks = out.analysis["checks"]
+    checks = out.analysis.checks if out.analysis else []
     if not checks:
         return now + interval
-    return max(now, datetime.fromisoformat(checks[-1]["time"]) + interval)
+    return max(now, checks[-1].time + interval)
 
 
 def _failure_summary(check: AnalysisCheck) -> str:
@@ -329,7 +331,7 @@ def _switch(out: RolloutState, target: str, reason: str, now: datetime) -> None:
     out.previous, out.stable, out.canary = out.stable, target, None
     out.promoted_at = now
     out.weight, out.step, out.step_started_at, out.full_size = 0, None, None, False
-    out.analysis = {}
+    out.analysis = None
 
 
 def _rollback(out: RolloutState, target: str, reason: str) -> None:

@@ -7,6 +7,8 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from modeldeploy.api.status import ModelDeploymentStatus
+
 RECONCILES: Final = Counter(
     "modeldeploy_reconciles_total", "Reconciles of ModelDeployments, by result.", ["result"]
 )
@@ -50,13 +52,13 @@ OUTCOMES: Final = Counter(
 PHASES: Final = ("Healthy", "Progressing", "Paused", "RolledBack", "Failed")
 
 
-def record_status(namespace: str, name: str, status: dict[str, object]) -> None:
+def record_status(namespace: str, name: str, status: ModelDeploymentStatus) -> None:
     """Export one ModelDeployment's rollout position from the status just computed."""
-    CANARY_WEIGHT.labels(namespace, name).set(float(str(status.get("canaryWeight", 0))))
-    step = status.get("currentStep")
-    ROLLOUT_STEP.labels(namespace, name).set(-1 if step is None else float(str(step)))
+    CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight)
+    step = status.current_step
+    ROLLOUT_STEP.labels(namespace, name).set(-1 if step is None else step)
     for phase in PHASES:
-        PHASE.labels(namespace, name, phase).set(1 if status.get("phase") == phase else 0)
+        PHASE.labels(namespace, name, phase).set(1 if status.phase == phase else 0)
 
 
 def forget(namespace: str, name: str) -> None:

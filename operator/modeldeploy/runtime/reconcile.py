@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from modeldeploy.api import GROUP
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus
+from modeldeploy.api.status import ModelDeploymentStatus, Phase
+from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.diff import is_subset
@@ -87,7 +88,11 @@ def _reconcile(
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
     generation = int(meta.get("generation") or 0)
-    previous = body.get("status") or {}
+    stored: dict[str, Any] = body.get("status") or {}
+    try:
+        status_before = ModelDeploymentStatus.model_validate(stored)
+    except ValidationError:
+        status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
     out = Reconciled()
     try:
         spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
@@ -96,25 +101,19 @@ def _reconcile(
         message = "; ".join(
             f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
         )
-        status = {
-            **previous,
-            "observedGeneration": generation,
-            "phase": "Failed",
-            "conditions": set_conditions(
-                previous.get("conditions") or [],
-                [ConditionUpdate("Degraded", "True", "InvalidSpec", message)],
-                now,
-                generation,
-            ),
-        }
+        conditions = set_conditions(
+            status_before.conditions,
+            [ConditionUpdate("Degraded", "True", "InvalidSpec", message)],
+            now,
+            generation,
+        )
+        failed = status_before.model_copy(update={
+            "observed_generation": generation, "phase": Phase.FAILED, "conditions": conditions,
+        })  # fmt: skip
         out.events.append(Event("Warning", "InvalidSpec", message))
         out.wake_at = now
-        _sync_status(kube, owner, previous, status, out)
+        _sync_status(kube, owner, stored, status_before, failed, out)
         return out
-    try:
-        status_before = ModelDeploymentStatus.model_validate(previous)
-    except ValidationError:
-        status_before = ModelDeploymentStatus()  # unreadable status: start over, never crash
 
     seen = LiveChildren.index(children, spec, owner.namespace, kube.exists)
     requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
@@ -128,15 +127,16 @@ def _reconcile(
     decided = plan(
         owner, spec, generation, status_before, seen, settings, now, check=check, action=action
     )
+    status = decided.status
     if requested and requested != status_before.handled_action:
-        decided.status["handledAction"] = requested
+        status = status.model_copy(update={"handled_action": requested})
         if action is None:
             hint = "use promote, abort, retry or undo (modeldeploy ACTION NAME)"
             message = f"{ACTION_ANNOTATION}={requested!r} is not an action: {hint}"
             out.events.append(Event("Warning", "UnknownAction", message))
     out.events.extend(decided.events)
     out.wake_at = decided.wake_at
-    operator_metrics.record_status(owner.namespace, owner.name, decided.status)
+    operator_metrics.record_status(owner.namespace, owner.name, status)
     if check is not None:
         operator_metrics.CHECKS.labels(owner.namespace, owner.name, check.verdict.value).inc()
     for event in decided.events:
@@ -170,14 +170,16 @@ def _reconcile(
                 Event("Normal", "Repaired", f"{kind} {name} was changed by hand; restored")
             )
         elif (
-            live is None and previous.get("observedGeneration") and _was_ours(kind, name, previous)
+            live is None
+            and status_before.observed_generation
+            and _was_ours(kind, name, status_before)
         ):
             out.events.append(Event("Normal", "Repaired", f"{kind} {name} was missing; recreated"))
     for kind, name in decided.delete:
         kube.delete(kind, owner.namespace, name)
         out.writes += 1
         out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
-    _sync_status(kube, owner, previous, decided.status, out)
+    _sync_status(kube, owner, stored, status_before, status, out)
     return out
 
 
@@ -213,26 +215,29 @@ def pending_action(requested: str | None, handled: str | None) -> Action | None:
     return None
 
 
-def _was_ours(kind: str, name: str, previous: dict[str, Any]) -> bool:
+def _was_ours(kind: str, name: str, before: ModelDeploymentStatus) -> bool:
     """Did an earlier reconcile already create this child? (Then its absence is drift.)"""
-    if kind != "Deployment":
-        return previous.get("stableRevision") is not None
-    return any(
-        (previous.get(k) or {}).get("name") == name for k in ("stableRevision", "canaryRevision")
-    )
+    if kind != DEPLOYMENT.kind:
+        return before.stable_revision is not None
+    return any(r is not None and r.name == name
+               for r in (before.stable_revision, before.canary_revision))  # fmt: skip
 
 
 def _sync_status(
-    kube: Kube, owner: Owner, previous: dict[str, Any], status: dict[str, Any], out: Reconciled
+    kube: Kube,
+    owner: Owner,
+    stored: dict[str, Any],
+    before: ModelDeploymentStatus,
+    status: ModelDeploymentStatus,
+    out: Reconciled,
 ) -> None:
-    if _normalized(status) != _normalized(previous):
-        # A merge patch keeps keys it does not mention: name the ones to drop with null.
-        dropped = {key: None for key in previous if key not in status}
-        kube.patch_status(owner.namespace, owner.name, {**dropped, **status})
-        log.info("ModelDeployment %s/%s status updated", owner.namespace, owner.name)
-        out.writes += 1
-
-
-def _normalized(status: dict[str, Any]) -> Any:
-    """Status as the API server stores it (no nulls), for comparing before writing."""
-    return json.loads(json.dumps(ModelDeploymentStatus.model_validate(status).to_wire()))
+    """Write the status if it differs from the stored one (compared as models: times by
+    instant, whatever their spelling); serialised here, once."""
+    if status == before:
+        return
+    wire = status.to_wire()
+    # A merge patch keeps keys it does not mention: name the ones to drop with null.
+    dropped = {key: None for key in stored if key not in wire}
+    kube.patch_status(owner.namespace, owner.name, {**dropped, **wire})
+    log.info("ModelDeployment %s/%s status updated", owner.namespace, owner.name)
+    out.writes += 1
