@@ -21,7 +21,6 @@ import logging
 import signal
 import threading
 import time
-import urllib.parse
 import zlib
 from typing import Any, Final
 
@@ -43,7 +42,7 @@ from .errors import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from .fetch import fetch
+from .fetch import fetch, redact_uri
 from .logs import AccessLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import Feeds, Model, SessionOptions
@@ -69,15 +68,6 @@ NOT_READY: Final = Response(503, b'{"ready":false}', headers=[(b"retry-after", b
 
 def _json(payload: Any, status: int = 200) -> Response:
     return Response(status, orjson.dumps(payload))
-
-
-def _safe_uri(uri: str) -> str:
-    """The model URI without credentials or query string, fit for logs and metrics."""
-    parts = urllib.parse.urlsplit(uri)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class App:
@@ -143,12 +133,12 @@ class App:
         if s.warmup:
             model.warm_up()
         seconds = time.perf_counter() - started
-        self.metrics.model_loaded(seconds=seconds, sha256=fetched.sha256, uri=_safe_uri(s.model))
+        self.metrics.model_loaded(seconds=seconds, sha256=fetched.sha256, uri=redact_uri(s.model))
         log.info(
             "model %s version %s loaded from %s in %.3fs (sha256 %s, batching %s)",
             s.name,
             s.version,
-            _safe_uri(s.model),
+            redact_uri(s.model),
             seconds,
             fetched.sha256,
             f"up to {s.max_batch_size} rows" if model.batchable else "off (fixed first dim)",

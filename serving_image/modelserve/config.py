@@ -218,7 +218,12 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add("--model-dir", default="/tmp/modelserve", help="where downloaded models are kept")
     add("--pvc-root", default="/mnt/models", help="where pvc://CLAIM/PATH claims are mounted")
-    add("--download-timeout", default=60.0, type=_non_negative_float, help="seconds per try")
+    add(
+        "--download-timeout",
+        default=60.0,
+        type=_non_negative_float,
+        help="seconds per download attempt, from connecting to the last byte",
+    )
     add("--download-retries", default=3, type=_non_negative_int, help="retries on failure")
     add("--log-format", default="text", choices=("text", "json"), help="log line format")
     add("--log-level", default="INFO", help="log level")
