@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from modeldeploy.api.spec import GatewayApi, MatchRule, TrafficRouting
+from modeldeploy.core.children import HTTP_ROUTE
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.traffic import router_for
+from modeldeploy.core.traffic import ROUTED_KINDS, router_for
 from modeldeploy.core.traffic.gateway_api import GatewayApiRouter
 from modeldeploy.core.traffic.replica_ratio import ReplicaRatio, canary_replicas
 
@@ -92,3 +95,20 @@ def test_the_spec_picks_the_router():
     assert isinstance(router_for(TrafficRouting.model_validate({"replicaRatio": {}})), ReplicaRatio)
     routed = TrafficRouting.model_validate({"gatewayAPI": {"parentRefs": [{"name": "gw"}]}})
     assert isinstance(router_for(routed), GatewayApiRouter)
+
+
+def test_each_router_says_what_it_owns_and_how_the_entry_service_selects():
+    ratio, routed = ReplicaRatio(), GatewayApiRouter(gateway())
+    assert (ratio.kinds, routed.kinds) == ((), (HTTP_ROUTE,))
+    assert ROUTED_KINDS == (HTTP_ROUTE,)  # what a switch of router may leave behind
+    for router in (ratio, routed):
+        split = router.split(OWNER, 4, 25, "fraud-new", None)
+        assert {o["kind"] for o in split.objects} <= {k.kind for k in router.kinds}
+    # Behind one entry Service every revision's pods take traffic; behind a router, stable's.
+    assert ratio.entry_selector("fraud", "fraud-a") == {"modeldeploy.io/deployment": "fraud"}
+    assert routed.entry_selector("fraud", "fraud-a") == {
+        "modeldeploy.io/deployment": "fraud", "modeldeploy.io/revision": "fraud-a"}  # fmt: skip
+    # So only a router can keep the previous revision running, idle, after a promotion.
+    delay = timedelta(seconds=30)
+    assert ratio.scale_down_delay(delay) == timedelta(0)
+    assert routed.scale_down_delay(delay) == delay

@@ -18,6 +18,9 @@ REVISION_LABEL: Final = f"{GROUP}/revision"
 ROLE_ANNOTATION: Final = f"{GROUP}/role"
 ACTION_ANNOTATION: Final = f"{GROUP}/action"
 """`VERB@TIME`, set by `modeldeploy promote|abort|retry|undo`; acted on once."""
+APPLIED_ANNOTATION: Final = f"{GROUP}/applied-hash"
+"""Hash of what was last applied: tells a hand edit (same hash, different fields) from a
+change of our own (new hash)."""
 MODEL_URI_ANNOTATION: Final = f"{GROUP}/model-uri"
 MODEL_VERSION_ANNOTATION: Final = f"{GROUP}/model-version"
 HTTP_PORT: Final = 8080

@@ -25,7 +25,7 @@ from modeldeploy.api.status import (
     Phase,
     RevisionRef,
 )
-from modeldeploy.core.children import DEPLOYMENT, HPA, HTTP_ROUTE
+from modeldeploy.core.children import DEPLOYMENT, HPA
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions, whole_seconds
 from modeldeploy.core.desired.deployment import build_deployment
 from modeldeploy.core.desired.owner import Owner
@@ -37,12 +37,16 @@ from modeldeploy.core.naming import entry_service, label_selector, owner_selecto
 from modeldeploy.core.revision import serving_template, template_hash
 from modeldeploy.core.rollout import Action, RolloutState, decide
 from modeldeploy.core.settings import Settings
-from modeldeploy.core.traffic import Split, router_for
+from modeldeploy.core.traffic import ROUTED_KINDS, Split, router_for
+from modeldeploy.core.writes import Write, writes
 
 
 @dataclass
 class Plan:
-    apply: list[dict[str, Any]] = field(default_factory=list)
+    """What reconcile must do: every decision made, none left for it to infer."""
+
+    writes: list[Write] = field(default_factory=list)
+    """Server-side applies of the children that differ from the live ones, in order."""
     delete: list[tuple[str, str]] = field(default_factory=list)
     """(kind, name) of children that no longer belong."""
     status: ModelDeploymentStatus = field(default_factory=ModelDeploymentStatus)
@@ -51,6 +55,11 @@ class Plan:
     wake_at: datetime | None = None
     """When a decision depends on time (a scale-down delay) rather than on a change in the
     cluster: the next reconcile must not be skipped after this moment."""
+
+    @property
+    def apply(self) -> list[dict[str, Any]]:
+        """The objects written, as sent."""
+        return [w.obj for w in self.writes]
 
 
 def target_revision(owner: Owner, spec: ModelDeploymentSpec, settings: Settings) -> str:
@@ -114,31 +123,33 @@ def plan(
     sizing = router.split(owner, demand, rollout.weight, rollout.canary, match)
     split = router.split(owner, demand, weight, rollout.canary, match)
 
-    replicas = _replicas(spec, rollout, revisions, now, wake, demand, sizing.canary_replicas)
+    delay = router.scale_down_delay(spec.rollout.scale_down_delay.delta)
+    replicas = _replicas(rollout, revisions, now, wake, demand, sizing.canary_replicas, delay)
+    wanted: list[tuple[dict[str, Any], bool]] = []  # (object, scale only)
     for name, count in replicas.items():
         state = revisions.get(name)
         if name == target and serving:
-            out.apply.append(build_deployment(owner, spec, settings, name, count))
+            wanted.append((build_deployment(owner, spec, settings, name, count), False))
         elif state is not None and state.replicas != count:
             # Old revisions keep their own template; only their scale changes.
-            out.apply.append(_scale_only(owner, name, count))
+            wanted.append((_scale_only(owner, name, count), True))
             if count == 0:
                 out.events.append(Event("Normal", "ScaledDown", f"scaled revision {name} to 0"))
     out.delete.extend((DEPLOYMENT.kind, n) for n in _expired(rollout, target, revisions, spec))
 
     if rollout.stable:
-        entry_all = router.entry_selects_all_revisions()
-        out.apply.extend(
-            build_services(owner, rollout.stable, rollout.canary, all_revisions=entry_all)
-        )
-        out.apply.extend(split.objects)
-        if spec.autoscaling:
-            out.apply.append(build_hpa(owner, spec.autoscaling, rollout.stable))
-        out.apply.append(build_pdb(owner))
-    for optional in (HPA, HTTP_ROUTE):
-        wanted = any(o["kind"] == optional.kind for o in out.apply)
-        if not wanted and (optional.kind, owner.name) in live.children:
+        entry = router.entry_selector(owner.name, rollout.stable)
+        services = build_services(owner, rollout.stable, rollout.canary, entry=entry)
+        scaling = [build_hpa(owner, spec.autoscaling, rollout.stable)] if spec.autoscaling else []
+        for obj in [*services, *split.objects, *scaling, build_pdb(owner)]:
+            wanted.append((obj, False))
+    # Children that exist only while the spec asks for them (autoscaling, a router's objects):
+    # one no longer wanted is deleted.
+    for optional in (HPA, *ROUTED_KINDS):
+        needed = any(obj["kind"] == optional.kind for obj, _ in wanted)
+        if not needed and (optional.kind, owner.name) in live.children:
             out.delete.append((optional.kind, owner.name))
+    out.writes = writes(wanted, live.children, status)
 
     out.status = _status(
         owner, spec, generation, status, live, rollout, target, history, now, weight, split
@@ -171,27 +182,23 @@ def _history(
 
 
 def _replicas(
-    spec: ModelDeploymentSpec,
     rollout: RolloutState,
     revisions: dict[str, LiveRevision],
     now: datetime,
     wake: list[datetime],
     demand: int,
     canary_replicas: int,
+    delay: timedelta,
 ) -> dict[str, int | None]:
     """Replica count per revision.
 
     The stable side keeps `demand` (the spec's count, or the HPA's, mirrored so that applying
     never fights it). The candidate gets what the traffic provider asks for its weight, or the
     full demand when it is about to take over (pre-scaled, so promotion never overwhelms it).
+    The previous revision stays up for `delay` after a promotion (the router's say).
     """
     counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
     if rollout.previous and rollout.promoted_at and rollout.previous in revisions:
-        # Behind one entry Service (replicaRatio) every running pod takes traffic, so the old
-        # revision stops at once; only a router (gatewayAPI) can keep it warm but idle.
-        delay = spec.rollout.scale_down_delay.delta
-        if spec.rollout.traffic_routing.replica_ratio is not None:
-            delay = timedelta(0)
         still_up = now - rollout.promoted_at < delay
         previous = revisions[rollout.previous]
         counts[rollout.previous] = previous.replicas if still_up else 0

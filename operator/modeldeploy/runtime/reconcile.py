@@ -6,8 +6,6 @@ twice, or after a restart, does no harm. It writes only what differs from the li
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -17,13 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modeldeploy.api import GROUP
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus, Phase
-from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.diff import is_subset
 from modeldeploy.core.events import Event
 from modeldeploy.core.live import LiveChildren
 from modeldeploy.core.naming import ACTION_ANNOTATION
@@ -36,10 +31,6 @@ from modeldeploy.runtime.providers import MetricsProviders
 
 log = logging.getLogger(__name__)
 
-APPLIED_ANNOTATION = f"{GROUP}/applied-hash"
-"""Hash of what was last applied: tells a hand edit (same hash, different fields) from a
-change of our own (new hash)."""
-
 
 @dataclass
 class Reconciled:
@@ -49,13 +40,6 @@ class Reconciled:
     events: list[Event] = field(default_factory=list)
     writes: int = 0
     wake_at: datetime | None = None
-
-
-def _with_hash(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-    meta = obj["metadata"]
-    annotations = {**(meta.get("annotations") or {}), APPLIED_ANNOTATION: digest}
-    return {**obj, "metadata": {**meta, "annotations": annotations}}, digest
 
 
 def reconcile(
@@ -143,59 +127,25 @@ def _reconcile(
         if event.reason in ("Promoted", "RolledBack"):
             operator_metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
 
-    for desired in decided.apply:
-        kind, name = desired["kind"], desired["metadata"]["name"]
-        live = seen.children.get((kind, name))
-        scale_only = "template" not in desired["spec"] and kind == "Deployment"
-        if scale_only:
-            if live is None or is_subset(desired, live):
-                continue
-            kube.apply(desired, manager=SCALE_MANAGER)
-            log.info(
-                "%s %s/%s scaled to %s", kind, owner.namespace, name, desired["spec"]["replicas"]
-            )
-            out.writes += 1
-            continue
-        stamped, digest = _with_hash(desired)
-        if live is not None and is_subset(stamped, live):
-            continue
-        kube.apply(stamped)
-        log.info("%s %s/%s %s", kind, owner.namespace, name, "configured" if live else "created")
+    for write in decided.writes:
+        obj = write.obj
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if write.scale_only:
+            kube.apply(obj, manager=SCALE_MANAGER)
+            log.info("%s %s/%s scaled to %s", kind, owner.namespace, name, obj["spec"]["replicas"])
+        else:
+            kube.apply(obj)
+            done = "configured" if (kind, name) in seen.children else "created"
+            log.info("%s %s/%s %s", kind, owner.namespace, name, done)
         out.writes += 1
-        live_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(
-            APPLIED_ANNOTATION
-        )
-        if live is not None and live_hash == digest and not _only_rescaled(stamped, live):
-            out.events.append(
-                Event("Normal", "Repaired", f"{kind} {name} was changed by hand; restored")
-            )
-        elif (
-            live is None
-            and status_before.observed_generation
-            and _was_ours(kind, name, status_before)
-        ):
-            out.events.append(Event("Normal", "Repaired", f"{kind} {name} was missing; recreated"))
+        if write.repair:
+            out.events.append(Event("Normal", "Repaired", write.repair))
     for kind, name in decided.delete:
         kube.delete(kind, owner.namespace, name)
         out.writes += 1
         out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
     _sync_status(kube, owner, stored, status_before, status, out)
     return out
-
-
-def _only_rescaled(desired: dict[str, Any], live: dict[str, Any]) -> bool:
-    """Does `live` differ from `desired` only in spec.replicas? An old revision scaled down by
-    the scale-only manager and now wanted again looks like that: our own change, not a hand
-    edit to report as repaired.
-
-    >>> d = {"kind": "Deployment", "spec": {"replicas": 2, "template": {"x": 1}}}
-    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 1}}})
-    True
-    >>> _only_rescaled(d, {"kind": "Deployment", "spec": {"replicas": 0, "template": {"x": 2}}})
-    False
-    """
-    spec = {k: v for k, v in desired.get("spec", {}).items() if k != "replicas"}
-    return is_subset({**desired, "spec": spec}, live)
 
 
 def pending_action(requested: str | None, handled: str | None) -> Action | None:
@@ -213,14 +163,6 @@ def pending_action(requested: str | None, handled: str | None) -> Action | None:
         if verb == known:
             return known
     return None
-
-
-def _was_ours(kind: str, name: str, before: ModelDeploymentStatus) -> bool:
-    """Did an earlier reconcile already create this child? (Then its absence is drift.)"""
-    if kind != DEPLOYMENT.kind:
-        return before.stable_revision is not None
-    return any(r is not None and r.name == name
-               for r in (before.stable_revision, before.canary_revision))  # fmt: skip
 
 
 def _sync_status(

@@ -45,12 +45,12 @@ def _service(owner: Owner, name: str, selector: dict[str, str], role: str) -> di
 
 
 def build_services(
-    owner: Owner, stable: str, canary: str | None, *, all_revisions: bool = True
+    owner: Owner, stable: str, canary: str | None, *, entry: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """Entry, stable and canary Services. Without a canary, `NAME-canary` follows stable, so
-    its clients and dashboards never point at nothing. `all_revisions`: the entry Service
-    spreads over every revision (replicaRatio) or, behind a router, selects stable only."""
-    entry = owner_selector(owner.name) if all_revisions else revision_selector(owner.name, stable)
+    its clients and dashboards never point at nothing. `entry`: the entry Service's selector,
+    as the router says (by default every revision's pods, as under replicaRatio)."""
+    entry = entry or owner_selector(owner.name)
     return [
         _service(owner, entry_service(owner.name), entry, "entry"),
         _service(

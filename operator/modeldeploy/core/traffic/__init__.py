@@ -7,10 +7,16 @@ header/cookie matches. Both are pure: they return counts and plain objects.
 
 from __future__ import annotations
 
+from typing import Final
+
 from modeldeploy.api.spec import TrafficRouting
+from modeldeploy.core.children import ChildKind
 from modeldeploy.core.traffic.base import Router, Split
 from modeldeploy.core.traffic.gateway_api import GatewayApiRouter
 from modeldeploy.core.traffic.replica_ratio import ReplicaRatio
+
+ROUTED_KINDS: Final[tuple[ChildKind, ...]] = (*ReplicaRatio.kinds, *GatewayApiRouter.kinds)
+"""Every kind a router may write: what a switch to another router leaves to delete."""
 
 
 def router_for(routing: TrafficRouting) -> Router:
@@ -20,4 +26,4 @@ def router_for(routing: TrafficRouting) -> Router:
     return ReplicaRatio()
 
 
-__all__ = ["Router", "Split", "router_for"]
+__all__ = ["ROUTED_KINDS", "Router", "Split", "router_for"]

@@ -1,11 +1,18 @@
-"""The traffic provider interface and what a provider returns."""
+"""The traffic provider interface and what a provider returns.
+
+A router knows what routing needs of the cluster: the objects it writes (kinds from the table
+of child kinds), how the entry Service selects pods behind it, and so whether a previous
+revision can stay up without taking traffic. The plan asks it and special-cases none.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any, ClassVar, Protocol
 
 from modeldeploy.api.spec import MatchRule
+from modeldeploy.core.children import ChildKind
 from modeldeploy.core.desired.owner import Owner
 
 
@@ -22,6 +29,9 @@ class Split:
 
 
 class Router(Protocol):
+    kinds: ClassVar[tuple[ChildKind, ...]]
+    """The kinds of routing object it writes (deleted by the plan when no router writes them)."""
+
     def split(
         self,
         owner: Owner,
@@ -33,6 +43,11 @@ class Router(Protocol):
         """Replica counts and routing objects that give `canary` about `weight` percent."""
         ...
 
-    def entry_selects_all_revisions(self) -> bool:
-        """Whether the entry Service spreads over every revision's pods (replicaRatio)."""
+    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:
+        """The pods the entry Service (what clients call) selects."""
+        ...
+
+    def scale_down_delay(self, configured: timedelta) -> timedelta:
+        """How long the previous revision stays up after a promotion, given spec's
+        scaleDownDelay: only where it then takes no traffic."""
         ...

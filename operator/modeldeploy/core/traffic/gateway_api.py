@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar
 
 from modeldeploy.api.spec import GatewayApi, MatchRule
-from modeldeploy.core.children import HTTP_ROUTE
+from modeldeploy.core.children import HTTP_ROUTE, ChildKind
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.naming import SERVICE_PORT, canary_service, stable_service
+from modeldeploy.core.naming import (
+    SERVICE_PORT,
+    canary_service,
+    revision_selector,
+    stable_service,
+)
 from modeldeploy.core.traffic.base import Split
 
 
@@ -87,6 +93,8 @@ def build_route(
 
 
 class GatewayApiRouter:
+    kinds: ClassVar[tuple[ChildKind, ...]] = (HTTP_ROUTE,)
+
     def __init__(self, config: GatewayApi) -> None:
         self.config = config
 
@@ -102,5 +110,10 @@ class GatewayApiRouter:
         route = build_route(owner, self.config, weight, canary is not None, match)
         return Split(demand, c, float(weight) if canary else 0.0, [route])
 
-    def entry_selects_all_revisions(self) -> bool:
-        return False
+    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:
+        """The stable revision's pods: clients that bypass the route reach stable only."""
+        return revision_selector(owner, stable)
+
+    def scale_down_delay(self, configured: timedelta) -> timedelta:
+        """As configured: the route sends the previous revision nothing, so it can stay up."""
+        return configured

@@ -15,8 +15,13 @@ weights, header matches (ABTest) and shadow traffic.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import ClassVar
+
 from modeldeploy.api.spec import MatchRule
+from modeldeploy.core.children import ChildKind
 from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.naming import owner_selector
 from modeldeploy.core.traffic.base import Split
 
 
@@ -36,6 +41,9 @@ def canary_replicas(demand: int, weight: int) -> int:
 
 
 class ReplicaRatio:
+    kinds: ClassVar[tuple[ChildKind, ...]] = ()
+    """Nothing but the Services: the entry Service is the router."""
+
     def split(  # the interface's other inputs matter only to routers
         self,
         owner: Owner,  # noqa: ARG002
@@ -48,5 +56,11 @@ class ReplicaRatio:
         total = demand + c
         return Split(demand, c, 100.0 * c / total if total else 0.0)
 
-    def entry_selects_all_revisions(self) -> bool:
-        return True
+    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:  # noqa: ARG002
+        """Every revision's pods: the replica counts split the traffic."""
+        return owner_selector(owner)
+
+    def scale_down_delay(self, configured: timedelta) -> timedelta:  # noqa: ARG002
+        """None: behind the entry Service every running pod takes traffic, so after a
+        promotion the previous revision must stop at once."""
+        return timedelta(0)
