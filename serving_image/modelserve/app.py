@@ -56,6 +56,7 @@ from .server import (
     serve,
     tls_context,
 )
+from .warmup import prepare, read_samples
 
 log = logging.getLogger("modelserve")
 
@@ -111,6 +112,8 @@ class App:
         """Fetch, verify, load and warm the model (blocking: run it off the event loop)."""
         s = self.settings
         started = time.perf_counter()
+        # Read before the download, so a broken warm-up file fails in seconds, not after it.
+        samples = read_samples(s.warmup_file) if s.warmup_file is not None else None
         fetched = fetch(
             s.model,
             sha256=s.sha256,
@@ -130,18 +133,27 @@ class App:
                 graph_optimization=s.graph_optimization,
             ),
         )
-        if s.warmup:
-            model.warm_up()
+        prepare(
+            model,
+            warmup=s.warmup,
+            samples=samples,
+            batching=s.batching,
+            max_batch_size=s.max_batch_size,
+            reject_nonfinite=s.reject_nonfinite,
+        )
+        self.metrics.set_warmup_skipped(model.warmup.state != "ok")
+        self.metrics.set_batching(model.batching.state == "on")
         seconds = time.perf_counter() - started
         self.metrics.model_loaded(seconds=seconds, sha256=fetched.sha256, uri=redact_uri(s.model))
         log.info(
-            "model %s version %s loaded from %s in %.3fs (sha256 %s, batching %s)",
+            "model %s version %s loaded from %s in %.3fs (sha256 %s, warm-up %s, batching %s)",
             s.name,
             s.version,
             redact_uri(s.model),
             seconds,
             fetched.sha256,
-            f"up to {s.max_batch_size} rows" if model.batchable else "off (fixed first dim)",
+            model.warmup.state,
+            f"on, up to {s.max_batch_size} rows" if model.batching.state == "on" else "off",
         )
         return model
 
@@ -349,7 +361,7 @@ class App:
         """Triton's model config shape, enough for tritonclient's get_model_config."""
         model = self._loaded()
         s = self.settings
-        batches = self.batcher.batches if self.batcher else model.batchable
+        batches = self.batcher.batches if self.batcher else False
 
         def dims(shape: tuple[int, ...]) -> list[int]:
             return list(shape[1:] if batches else shape)
@@ -368,6 +380,7 @@ class App:
                  "dims": dims(t.shape)} for t in model.outputs
             ],
             "dynamic_batching": {"max_queue_delay_microseconds": int(s.max_delay_ms * 1000)},
+            "parameters": {k: {"string_value": v} for k, v in model.parameters().items()},
         }  # fmt: skip
 
     def _responded(self, request: Request, response: Response, seconds: float) -> None:

@@ -20,9 +20,16 @@ or string inputs may be sizes or trip counts, whose cost no input size predicts)
 inline run over `INLINE_GIVE_UP_SECONDS` turns the shortcut off for good, so a health check or
 a scrape is held up for about that bound at most once.
 
-Batching assumes every output keeps the batch dimension. A model whose dynamic first output
-dimension means something else (a Reshape to [-1], a list of detections) is caught on its
-first batch: that batch is re-run one request at a time and batching is turned off for good.
+Batching is opt-in (`--batching`), and even then only trusted once `check` has seen the model
+answer distinct rows batched exactly as it answers them one by one: a model that combines
+values along the first axis (CumSum or Softmax over it, a sequence-first recurrent export, a
+state shaped [2, batch, H]) would otherwise answer each client with other clients' rows. Off,
+every request runs alone.
+
+The check cannot see every way an output may lose the batch dimension: a model whose dynamic
+first output dimension means something else (a Reshape to [-1], a list of detections) is also
+caught on its first batch, which is re-run one request at a time, and batching is turned off
+for good.
 """
 
 from __future__ import annotations
@@ -34,15 +41,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from .errors import InferenceFailedError, UnavailableError
 from .metrics import Metrics
-from .model import Feeds, Model
+from .model import Feeds, Finding, Model, one_line
 
 log = logging.getLogger("modelserve.batching")
 
@@ -58,8 +65,9 @@ Done = Callable[[Feeds | BaseException], None]
 
 
 @dataclass(slots=True)
-class Outcome:
-    """What a worker hands back: each job's rows, the batch's inputs and the inference time."""
+class BatchResult:
+    """What a worker hands back for a batch: each job's rows of the outputs, the batch's
+    inputs (for the drift statistics) and the inference time."""
 
     results: list[Feeds]
     feeds: Feeds
@@ -102,7 +110,9 @@ class Batcher:
     ) -> None:
         self._model = model
         self._metrics = metrics
-        self._max_rows = max_batch_size if model.batchable else 1
+        # Merge clients' rows only where the start-up check allowed it (model.batching).
+        self._batching = model.batchable and model.batching.state == "on"
+        self._max_rows = max_batch_size if self._batching else 1
         self._max_delay = max_delay_s
         self._max_queue = max_queue
         self._instances = instances
@@ -119,7 +129,6 @@ class Batcher:
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._flush_now = False
-        self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Running mean of inference seconds per input value of lone requests, and the largest
         # lone request timed; None until one has been, so an unknown model starts on a worker.
@@ -137,10 +146,11 @@ class Batcher:
 
     @property
     def batches(self) -> bool:
-        """Whether the model's first dimension is still taken as the batch: False for a model
-        that is not batchable, and for good once an output came back without the batch's rows
-        (the model config then reports max_batch_size 0, as Triton does for such a model)."""
-        return self._model.batchable and not self._split_failed
+        """Whether the model's first dimension is still taken as the batch: False unless
+        batching was asked for and passed the start-up check, and for good once an output came
+        back without the batch's rows (the model config then reports max_batch_size 0, as
+        Triton does for a model that does not batch)."""
+        return self._batching and not self._split_failed
 
     def submit(self, feeds: Feeds, rows: int, outputs: list[str] | None, done: Done) -> None:
         """Queue one request; `done` is called on the loop with its own rows of the outputs.
@@ -166,14 +176,8 @@ class Batcher:
         if self._loop is not None and self._pending:
             self._loop.call_soon(self._dispatch)
 
-    async def wait_idle(self) -> None:
-        """Return once nothing is queued or running."""
-        while self._pending or self._busy:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
-
     def close(self) -> None:
-        """Stop the worker threads (after wait_idle)."""
+        """Stop the worker threads (once nothing is queued or running)."""
         for _ in self._threads:
             self._work.put(None)
 
@@ -207,15 +211,14 @@ class Batcher:
             batch = self._take()
             self._busy += 1
             if self._inline(batch):
-                outcome = self._run(batch)
-                if isinstance(outcome, Outcome) and outcome.seconds > INLINE_GIVE_UP_SECONDS:
+                result = self._run(batch)
+                if isinstance(result, BatchResult) and result.seconds > INLINE_GIVE_UP_SECONDS:
                     self._may_inline = False
                     log.info("model %r: an inline inference took %.3f s, so every inference "
-                             "now runs on a worker", self._model.name, outcome.seconds)  # fmt: skip
-                self._complete(batch, outcome)
+                             "now runs on a worker", self._model.name, result.seconds)  # fmt: skip
+                self._complete(batch, result)
                 continue
             self._work.put((batch, loop))
-        self._notify_idle()
 
     def _inline(self, batch: list[Job]) -> bool:
         """Run on the loop thread: a lone request, the model otherwise idle, and fast."""
@@ -256,18 +259,18 @@ class Batcher:
         """Worker thread: one ONNX Runtime call per batch, then the rows go back to the loop."""
         while (item := self._work.get()) is not None:
             batch, loop = item
-            outcome = self._run(batch)
+            result = self._run(batch)
             # RuntimeError: the loop closed during shutdown, and nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, batch, outcome)
+                loop.call_soon_threadsafe(self._complete, batch, result)
 
-    def _run(self, batch: list[Job]) -> Outcome | BaseException:
+    def _run(self, batch: list[Job]) -> BatchResult | BaseException:
         try:
             return self._infer(batch)
         except Exception as exc:  # reported to every request of the batch
             return exc
 
-    def _infer(self, batch: list[Job]) -> Outcome:
+    def _infer(self, batch: list[Job]) -> BatchResult:
         first = batch[0]
         if len(batch) == 1:
             feeds = first.feeds
@@ -279,7 +282,7 @@ class Batcher:
         results = self._call(feeds, outputs)
         seconds = time.perf_counter() - started
         if len(batch) == 1:
-            return Outcome([results], feeds, seconds)
+            return BatchResult([results], feeds, seconds)
         total = sum(job.rows for job in batch)
         if any(value.ndim == 0 or value.shape[0] != total for value in results.values()):
             self._split_failed = True  # read on the loop, which turns batching off
@@ -290,13 +293,13 @@ class Batcher:
             end = offset + job.rows
             split.append({name: value[offset:end] for name, value in results.items()})
             offset = end
-        return Outcome(split, feeds, seconds)
+        return BatchResult(split, feeds, seconds)
 
-    def _one_by_one(self, batch: list[Job], feeds: Feeds) -> Outcome:
+    def _one_by_one(self, batch: list[Job], feeds: Feeds) -> BatchResult:
         """Answer a batch whose outputs cannot be split by rows: each request on its own."""
         started = time.perf_counter()
         results = [self._call(job.feeds, job.outputs) for job in batch]
-        return Outcome(results, feeds, time.perf_counter() - started)
+        return BatchResult(results, feeds, time.perf_counter() - started)
 
     def _call(self, feeds: Feeds, outputs: list[str] | None) -> Feeds:
         try:
@@ -304,36 +307,39 @@ class Batcher:
         except Exception as exc:
             raise InferenceFailedError(f"inference failed: {exc}") from exc
 
-    def _complete(self, batch: list[Job], outcome: Outcome | BaseException) -> None:
+    def _complete(self, batch: list[Job], result: BatchResult | BaseException) -> None:
         self._busy -= 1
         if self._split_failed and self._max_rows > 1:  # even if re-running one by one failed
             self._max_rows = 1
+            self._model.batching = Finding(
+                "off", "a batch's output came back without the batch's rows, so requests are "
+                "no longer batched",
+            )  # fmt: skip
+            self._metrics.set_batching(False)
             log.warning("model %r: an output does not keep the batch dimension, so requests "
                         "are no longer batched", self._model.name)  # fmt: skip
-        if isinstance(outcome, BaseException):
+        if isinstance(result, BaseException):
             for job in batch:
-                self._answer(job, outcome)
+                self._answer(job, result)
         else:
             rows = sum(job.rows for job in batch) or 1
             try:
-                self._metrics.observe_batch(rows, outcome.seconds, outcome.feeds)
+                self._metrics.observe_batch(rows, result.seconds, result.feeds)
             except Exception:  # the answers matter more than the statistics
                 log.exception("recording a batch's metrics failed")
             if len(batch) == 1 and batch[0].size:
                 size = batch[0].size
-                per_value = outcome.seconds / size
+                per_value = result.seconds / size
                 last = self._value_s
                 self._value_s = per_value if last is None else 0.8 * last + 0.2 * per_value
                 self._timed_size = max(self._timed_size, size)
-            for job, results in zip(batch, outcome.results, strict=True):
+            for job, results in zip(batch, result.results, strict=True):
                 self._answer(job, results)
         # Dispatch on the next loop iteration, after the loop has read what arrived meanwhile:
         # the replies just sent are often answered by new requests within microseconds.
         if self._pending and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._dispatch)
-        else:
-            self._notify_idle()
 
     @staticmethod
     def _answer(job: Job, result: Feeds | BaseException) -> None:
@@ -341,10 +347,6 @@ class Batcher:
             job.done(result)
         except Exception:  # one request's failure must not cost the others their answer
             log.exception("answering a request failed")
-
-    def _notify_idle(self) -> None:
-        if self._idle is not None and not self._pending and not self._busy:
-            self._idle.set()
 
 
 def _union_outputs(batch: list[Job]) -> list[str] | None:
@@ -354,3 +356,87 @@ def _union_outputs(batch: list[Job]) -> list[str] | None:
             return None
         names.update(dict.fromkeys(job.outputs))
     return list(names)
+
+
+# Float answers for rows batched may differ from the same rows alone in the last bits (the
+# kernels block a taller matrix differently); a model mixing rows differs by far more.
+CHECK_RTOL: Final = 1e-3
+
+
+def check(
+    model: Model, requests: Sequence[tuple[Feeds, int]], *, max_rows: int, source: str
+) -> Finding:
+    """Whether batching `model` is sound: distinct requests (feeds and their rows, each known to
+    run alone) run one by one and then as one batch, as the batcher would merge them; "on"
+    only if the batch answers every output as the requests alone do.
+
+    Answers must agree as concatenations along the first axis. An output whose first dimension
+    is not the batch's rows, although its concatenation agrees (a Reshape to [-1]), is left to
+    the run-time guard, which re-runs such a batch one request at a time.
+    """
+    fixed = next((s for s in model.inputs + model.outputs if not s.shape or s.shape[0] != -1),
+                 None)  # fmt: skip
+    if fixed is not None:
+        kind = "input" if fixed in model.inputs else "output"
+        return Finding("off", f"{kind} {fixed.name!r} has a fixed first dimension")
+    if max_rows < 2:
+        return Finding("off", "--max-batch-size is 1")
+    group = _mergeable(requests, max_rows)
+    if len(group) < 2:
+        return Finding("off", f"the batching check needs two requests of one shape that fit "
+                              f"--max-batch-size {max_rows}, and {source} gave none")  # fmt: skip
+    rows = sum(count for _, count in group)
+    what = f"{len(group)} requests ({rows} rows) from {source}"
+    try:
+        alone = [model.probe(feeds) for feeds, _ in group]
+    except Exception as exc:
+        return Finding("off", f"a request from {source} fails alone: {one_line(exc)}")
+    merged = {name: np.concatenate([feeds[name] for feeds, _ in group]) for name in group[0][0]}
+    try:
+        batched = model.probe(merged)
+    except Exception as exc:
+        return Finding("off", f"{what} fail as one batch, though each runs alone: "
+                              f"{one_line(exc)}")  # fmt: skip
+    for name in model.output_names:
+        parts = [answer[name] for answer in alone]
+        got = batched[name]
+        if got.ndim == 0 or any(part.ndim == 0 for part in parts):
+            return Finding("off", f"output {name!r} is a scalar: it has no batch dimension")
+        if len({part.shape[1:] for part in parts}) > 1 or got.shape[1:] != parts[0].shape[1:]:
+            return Finding("off", f"output {name!r} changes shape with the batch's contents")
+        want = np.concatenate(parts)
+        if got.shape != want.shape:
+            return Finding("off", f"output {name!r} has {got.shape[0]} rows for {what} batched, "
+                                  f"{want.shape[0]} from them alone")  # fmt: skip
+        if not _agree(got, want):
+            return Finding("off", f"output {name!r} differs when {what} are batched: the model "
+                                  f"combines values along its first dimension")  # fmt: skip
+    return Finding("on", f"checked at start-up: {what} answer batched as they do alone")
+
+
+def _mergeable(requests: Sequence[tuple[Feeds, int]], max_rows: int) -> list[tuple[Feeds, int]]:
+    """The largest set of requests the batcher would merge into one batch: one batch key,
+    at most `max_rows` rows."""
+    groups: dict[BatchKey, list[tuple[Feeds, int]]] = {}
+    for feeds, rows in requests:
+        if rows > 0:
+            groups.setdefault(batch_key(feeds), []).append((feeds, rows))
+    best: list[tuple[Feeds, int]] = []
+    for members in groups.values():
+        fitting, total = [], 0
+        for feeds, rows in members:
+            if total + rows <= max_rows:
+                fitting.append((feeds, rows))
+                total += rows
+        if len(fitting) > len(best):
+            best = fitting
+    return best
+
+
+def _agree(got: np.ndarray[Any, Any], want: np.ndarray[Any, Any]) -> bool:
+    if want.dtype.kind not in "fc":
+        return bool(np.array_equal(got, want))
+    finite = np.abs(want[np.isfinite(want)])
+    scale = float(finite.max()) if finite.size else 0.0
+    rtol = max(CHECK_RTOL, 8 * float(np.finfo(want.dtype).eps))
+    return bool(np.allclose(got, want, rtol=rtol, atol=rtol * scale, equal_nan=True))

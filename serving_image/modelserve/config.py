@@ -39,6 +39,8 @@ class Settings:
     inter_op_threads: int = 1
     graph_optimization: GraphOptimization = "all"
     warmup: bool = True
+    warmup_file: Path | None = None
+    batching: bool = False
     # Protection.
     max_body_bytes: int = 16 * 1024 * 1024
     max_concurrency: int = 0
@@ -162,7 +164,25 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=GRAPH_OPTIMIZATION_LEVELS,
         help="ONNX Runtime graph optimization level",
     )
-    add("--warmup", default=True, type=_bool, help="answer a warm-up inference before Ready")
+    add(
+        "--warmup",
+        default=True,
+        type=_bool,
+        help="answer a warm-up inference before Ready (samples from --warmup-file, else "
+        "synthetic inputs; a model no synthetic input runs is served, marked warmup: skipped)",
+    )
+    add(
+        "--warmup-file",
+        help="JSON file holding one OIP v2 inference request body, or an array of them: run "
+        "before Ready, and used by the --batching check",
+    )
+    add(
+        "--batching",
+        default=False,
+        type=_bool,
+        help="merge concurrent requests' rows into one inference; stays off if a start-up check "
+        "finds batched answers differ from one-by-one answers",
+    )
     add("--max-body-bytes", default=16 * 1024 * 1024, type=_positive_int, help="413 above")
     add(
         "--max-concurrency",
@@ -292,6 +312,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         inter_op_threads=args.inter_op_threads,
         graph_optimization=args.graph_optimization,
         warmup=args.warmup,
+        warmup_file=Path(args.warmup_file) if args.warmup_file else None,
+        batching=args.batching,
         max_body_bytes=args.max_body_bytes,
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,

@@ -302,6 +302,18 @@ class Metrics:
         self._info = Info(
             "modelserve_model", "The served model's identity", labels, registry=self.registry
         )
+        self._warmup_skipped = Gauge(
+            "modelserve_warmup_skipped",
+            "1 when the server turned Ready without a warm-up inference (none ran, or turned off)",
+            labels,
+            registry=self.registry,
+        )
+        self._batching = Gauge(
+            "modelserve_batching_enabled",
+            "1 while concurrent requests' rows are batched into one inference",
+            labels,
+            registry=self.registry,
+        )
 
     def observe_request(self, protocol: str, code: int, seconds: float) -> None:
         """Count one answered inference request and its latency."""
@@ -339,6 +351,15 @@ class Metrics:
     def set_ready(self, ready: bool) -> None:
         """Mirror readiness, so a dashboard shows draining pods."""
         self._ready.labels(*self.labels).set(1 if ready else 0)
+
+    def set_warmup_skipped(self, skipped: bool) -> None:
+        """Say the model serves unproven: an alert can ask for warm-up samples."""
+        self._warmup_skipped.labels(*self.labels).set(1 if skipped else 0)
+
+    def set_batching(self, enabled: bool) -> None:
+        """Mirror whether rows are batched (set at start-up; cleared if a batch shows an output
+        without the batch dimension)."""
+        self._batching.labels(*self.labels).set(1 if enabled else 0)
 
     def exposition(self, *, payload: bool = False) -> bytes:
         """The text exposition format for a scrape (call on the loop thread); `payload` adds the

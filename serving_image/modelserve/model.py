@@ -1,4 +1,4 @@
-"""The ONNX Runtime session: loading, metadata in OIP terms, warm-up and inference.
+"""The ONNX Runtime session: loading, metadata in OIP terms and inference.
 
 `run` is called from a worker thread (ONNX Runtime releases the GIL while it computes), never on
 the event loop, so one slow inference does not stall every other connection.
@@ -46,6 +46,11 @@ OPTIMIZATION: Final = {
 }
 
 Feeds = dict[str, np.ndarray[Any, Any]]
+
+# Start-up probes report their own failures: ONNX Runtime logging them too would print an
+# error line per size tried.
+_QUIET: Final = ort.RunOptions()
+_QUIET.log_severity_level = 4
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,22 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(name=arg.name, datatype=datatype, shape=shape, dtype=dtype, dim_names=names)
 
 
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An error (ONNX Runtime's run over several lines) as one log-friendly line."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a start-up step concluded about the model, and why, in words an operator reads in
+    the model's metadata and config: the warm-up ("ok", "skipped" or "off") and batching ("on"
+    or "off")."""
+
+    state: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     """The ONNX Runtime knobs the server exposes as flags."""
@@ -126,9 +147,14 @@ class Model:
         self.input_by_name = {spec.name: spec for spec in self.inputs}
         self.output_by_name = {spec.name: spec for spec in self.outputs}
         self.output_names = [spec.name for spec in self.outputs]
-        # Batching concatenates requests along the first dimension: only sound when every
-        # input and output has a dynamic first dimension.
+        # Batching concatenates requests along the first dimension: only possible when every
+        # input and output has a dynamic first dimension, and only sound when the start-up
+        # check (batching.check) saw the model answer rows batched as it does alone.
         self.batchable = all(s.shape and s.shape[0] == -1 for s in self.inputs + self.outputs)
+        # Set by the start-up steps (warmup.prepare) before the model is served; the batcher
+        # turns batching off here if a batch ever shows an output without the batch dimension.
+        self.warmup = Finding("off", "no warm-up has run")
+        self.batching = Finding("off", "batching was not asked for (--batching)")
 
     @classmethod
     def load(
@@ -161,13 +187,29 @@ class Model:
         )
 
     def metadata(self) -> dict[str, Any]:
-        """The OIP model metadata response."""
-        return {
+        """The OIP model metadata response.
+
+        A model served without a warm-up inference says so under `parameters` (extra keys that
+        OIP clients ignore); a healthy start keeps the plain OIP object.
+        """
+        metadata: dict[str, Any] = {
             "name": self.name,
             "versions": [self.version],
             "platform": "onnxruntime_onnx",
             "inputs": [s.metadata() for s in self.inputs],
             "outputs": [s.metadata() for s in self.outputs],
+        }
+        if self.warmup.state != "ok":
+            metadata["parameters"] = self.parameters()
+        return metadata
+
+    def parameters(self) -> dict[str, str]:
+        """What start-up found: warm-up and batching, each with the reason."""
+        return {
+            "warmup": self.warmup.state,
+            "warmup_reason": self.warmup.reason,
+            "batching": self.batching.state,
+            "batching_reason": self.batching.reason,
         }
 
     def run(
@@ -178,20 +220,7 @@ class Model:
             return dict(zip(outputs, self.session.run(list(outputs), feeds), strict=True))
         return dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
 
-    def warm_up(self) -> None:
-        """One inference on zeros (dynamic dimensions as 1): proves the model really runs.
-
-        Readiness waits for this, so the first client request never pays for lazy
-        initialisation and a model that loads but cannot run never turns Ready.
-        """
-        feeds: Feeds = {}
-        for spec in self.inputs:
-            shape = tuple(1 if d < 0 else d for d in spec.shape)
-            if spec.datatype == "BYTES":
-                feeds[spec.name] = np.full(shape, "", dtype=np.object_)
-            else:
-                feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
-        try:
-            self.run(feeds)
-        except Exception as exc:
-            raise ModelLoadError(f"warm-up inference failed: {exc}") from exc
+    def probe(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Feeds:
+        """Run the session without ONNX Runtime's own error log: for start-up inferences that
+        may fail by design (a size the model rejects), whose failure the caller reports."""
+        return dict(zip(self.output_names, self.session.run(None, feeds, _QUIET), strict=True))

@@ -44,8 +44,9 @@ def _serve(model: Path, log_dir: Path, *args: str) -> Iterator[servekit.Server]:
 
 @pytest.fixture(scope="session")
 def mlp_server(model_dir: Path, log_dir: Path) -> Iterator[servekit.Server]:
-    """The MLP (4 → 16 → 3) with default settings, named `mlp`, version `1`."""
-    yield from _serve(model_dir / "mlp.onnx", log_dir, "--log-format", "json")
+    """The MLP (4 → 16 → 3) with default settings but batching on (opt-in, and the config
+    tests read its batch dimension), named `mlp`, version `1`."""
+    yield from _serve(model_dir / "mlp.onnx", log_dir, "--log-format", "json", "--batching", "true")
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx_models
 import onnxruntime as ort
+import orjson
 import pytest
 import servekit
 
 from modelserve.batching import Batcher
 from modelserve.metrics import Metrics
 from modelserve.model import Feeds, Model, SessionOptions
+from modelserve.warmup import prepare
 
 
 def histogram(metrics: str, name: str) -> tuple[float, float]:
@@ -35,8 +38,8 @@ def test_batched_results_equal_unbatched(model_dir: Path, log_dir: Path) -> None
     rng = np.random.default_rng(7)
     requests = [rng.standard_normal((1 + i % 3, 4)).astype(np.float32) for i in range(24)]
     # A 150 ms window and room for every row: the 24 requests land in a few batches.
-    server = servekit.start(model, "--max-delay-ms", "150", "--max-batch-size", "64",
-                            log_dir=log_dir)  # fmt: skip
+    server = servekit.start(model, "--batching", "true", "--max-delay-ms", "150",
+                            "--max-batch-size", "64", log_dir=log_dir)  # fmt: skip
 
     def call(rows: np.ndarray) -> np.ndarray:
         body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
@@ -63,8 +66,7 @@ def test_batched_results_equal_unbatched(model_dir: Path, log_dir: Path) -> None
 @pytest.mark.parametrize("max_batch", [1, 4, 32])
 def test_batcher_in_process_is_exact(model_dir: Path, max_batch: int) -> None:
     """The batcher alone, on an event loop: row slices map back to the right requests."""
-    model = Model.load(model_dir / "mlp.onnx", name="mlp", version="1", sha256="-",
-                       options=SessionOptions())  # fmt: skip
+    model = load(model_dir, "mlp", batching=True)
     metrics = Metrics(model="mlp", version="1")
     rng = np.random.default_rng(3)
     requests = [rng.standard_normal((1 + i % 4, 4)).astype(np.float32) for i in range(40)]
@@ -75,8 +77,7 @@ def test_batcher_in_process_is_exact(model_dir: Path, max_batch: int) -> None:
         futures = [loop.create_future() for _ in requests]
         for rows, future in zip(requests, futures, strict=True):
             batcher.submit({"input": rows}, len(rows), None, future.set_result)
-        results = await asyncio.gather(*futures)
-        await batcher.wait_idle()
+        results = await asyncio.gather(*futures)  # every job answered: the batcher is idle
         batcher.close()
         return results
 
@@ -91,9 +92,12 @@ def test_batcher_in_process_is_exact(model_dir: Path, max_batch: int) -> None:
         assert sizes[1] < len(requests)
 
 
-def load(model_dir: Path, name: str) -> Model:
-    return Model.load(model_dir / f"{name}.onnx", name=name, version="1", sha256="-",
-                      options=SessionOptions())  # fmt: skip
+def load(model_dir: Path, name: str, *, batching: bool = True) -> Model:
+    """Load a model as the server does: warmed up, and checked for batching when asked."""
+    model = Model.load(model_dir / f"{name}.onnx", name=name, version="1", sha256="-",
+                       options=SessionOptions())  # fmt: skip
+    prepare(model, batching=batching)
+    return model
 
 
 def record_threads(model: Model, slow_call: int | None = None) -> list[str]:
@@ -127,7 +131,6 @@ def serve_one_at_a_time(model: Model, requests: list[tuple[Feeds, int]]) -> list
     async def main() -> list[Feeds]:
         batcher = Batcher(model, Metrics(model=model.name, version="1"), max_batch_size=32)
         answers = await one_at_a_time(batcher, requests)
-        await batcher.wait_idle()
         batcher.close()
         return answers
 
@@ -160,7 +163,6 @@ def test_only_a_lone_fast_request_runs_on_the_event_loop(model_dir: Path) -> Non
         for future in futures:
             batcher.submit({"input": one}, 1, None, future.set_result)
         answers += await asyncio.gather(*futures)
-        await batcher.wait_idle()
         batcher.close()
         return answers
 
@@ -208,3 +210,156 @@ def test_models_with_integer_inputs_never_run_inline(model_dir: Path) -> None:
     answers = serve_one_at_a_time(model, [(feeds, 1)] * 4)
     assert [answer["sum_a"].tolist() for answer in answers] == [[[6]]] * 4
     assert threads == ["infer-0"] * 4
+
+
+# --- batching is opt-in, and checked -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models that combine values along the first axis, and one whose state's batch axis is
+    the second: batching any of them answers clients with each other's rows."""
+    root = tmp_path_factory.mktemp("mixing")
+    onnx_models.cumsum_rows(root / "cumsum_rows.onnx")
+    onnx_models.softmax_rows(root / "softmax_rows.onnx")
+    onnx_models.recurrent(root / "recurrent.onnx")
+    onnx_models.unrunnable(root / "unrunnable.onnx")
+    return root
+
+
+def requests_for(name: str, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """`count` requests of distinct values, one to three rows each."""
+    rng = np.random.default_rng(seed)
+    if name == "recurrent":  # rows are the sequence, which the state's directions (2) must match
+        return [{"x": rng.standard_normal((2, 1 + i % 3, 4)).astype(np.float32),
+                 "h0": rng.standard_normal((2, 1 + i % 3, 8)).astype(np.float32)}
+                for i in range(count)]  # fmt: skip
+    return [{"x": rng.standard_normal((1 + i % 3, 4)).astype(np.float32)} for i in range(count)]
+
+
+def wrong_answers(server: servekit.Server, model: Path, name: str, count: int = 200) -> int:
+    """Send `count` requests from 32 concurrent clients; how many answers differ from what
+    ONNX Runtime gives for that request alone."""
+    session = ort.InferenceSession(str(model))
+    requests = requests_for(name, count, seed=count)
+    if name != "recurrent":  # one input, named as the model names it
+        (spec,) = session.get_inputs()
+        requests = [{spec.name: feeds["x"]} for feeds in requests]
+
+    def call(client: httpx.Client, feeds: dict[str, np.ndarray]) -> bool:
+        body = {"inputs": [{"name": n, "shape": list(v.shape), "datatype": "FP32",
+                            "data": v.reshape(-1).tolist()} for n, v in feeds.items()]}  # fmt: skip
+        answer = client.post(f"/v2/models/{name}/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        expected = session.run(None, feeds)
+        got = [np.array(o["data"], np.float32).reshape(o["shape"])
+               for o in answer.json()["outputs"]]  # fmt: skip
+        return not all(np.allclose(g, e, rtol=1e-4, atol=1e-5)
+                       for g, e in zip(got, expected, strict=True))  # fmt: skip
+
+    with httpx.Client(base_url=server.url, timeout=30) as client, ThreadPoolExecutor(32) as pool:
+        return sum(pool.map(lambda feeds: call(client, feeds), requests))
+
+
+def scrape(server: servekit.Server, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    found = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    assert found, text
+    return float(found.group(1))
+
+
+def test_batching_is_off_by_default(mixing: Path, log_dir: Path) -> None:
+    """No flag: each request runs alone, even with a batching window that would have merged
+    them. A CumSum over axis 0 used to answer most concurrent clients with others' rows."""
+    model = mixing / "cumsum_rows.onnx"
+    server = servekit.start(model, "--max-delay-ms", "50", log_dir=log_dir)
+    try:
+        wrong = wrong_answers(server, model, "cumsum_rows")
+        metrics = httpx.get(f"{server.url}/metrics").text
+        config = httpx.get(f"{server.url}/v2/models/cumsum_rows/config").json()
+        enabled = scrape(server, "modelserve_batching_enabled")
+    finally:
+        assert server.stop() == 0
+    assert wrong == 0
+    _, batches = histogram(metrics, "modelserve_batch_size")
+    assert batches == 200  # one inference per request
+    assert enabled == 0
+    assert config["max_batch_size"] == 0
+    assert config["input"][0]["dims"] == [-1, 4]  # Triton's way: no batch dim, full shapes
+    assert config["parameters"]["batching"] == {"string_value": "off"}
+
+
+@pytest.mark.parametrize("name", ["cumsum_rows", "softmax_rows", "recurrent"])
+def test_batching_asked_for_is_refused_when_the_check_differs(
+    mixing: Path, log_dir: Path, name: str
+) -> None:
+    """--batching true: the start-up check runs distinct rows batched and alone, sees the
+    answers differ (or the batch fail), and leaves batching off: one warning, the gauge at 0,
+    the reason in the config, and every concurrent client gets its own answer."""
+    model = mixing / f"{name}.onnx"
+    server = servekit.start(model, "--batching", "true", "--max-delay-ms", "20", log_dir=log_dir)
+    try:
+        wrong = wrong_answers(server, model, name)
+        config = httpx.get(f"{server.url}/v2/models/{name}/config").json()
+        enabled = scrape(server, "modelserve_batching_enabled")
+    finally:
+        assert server.stop() == 0
+    assert wrong == 0
+    assert enabled == 0
+    assert config["max_batch_size"] == 0
+    assert config["parameters"]["batching"] == {"string_value": "off"}
+    reason = config["parameters"]["batching_reason"]["string_value"]
+    warnings = [line for line in server.logs().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, warnings
+    assert "batching stays off" in warnings[0]
+    assert reason in warnings[0]
+
+
+def test_a_row_independent_model_batches_when_asked(model_dir: Path, log_dir: Path) -> None:
+    server = servekit.start(model_dir / "mlp.onnx", "--batching", "true", "--max-delay-ms", "50",
+                            log_dir=log_dir)  # fmt: skip
+    try:
+        wrong = wrong_answers(server, model_dir / "mlp.onnx", "mlp", count=96)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        config = httpx.get(f"{server.url}/v2/models/mlp/config").json()
+        enabled = scrape(server, "modelserve_batching_enabled")
+    finally:
+        assert server.stop() == 0
+    assert wrong == 0
+    rows, batches = histogram(metrics, "modelserve_batch_size")
+    assert batches < 96 / 2, f"{batches} batches for 96 requests"
+    assert rows / batches > 1
+    assert enabled == 1
+    assert config["max_batch_size"] == 32
+    assert config["parameters"]["batching"] == {"string_value": "on"}
+
+
+def test_warmup_samples_feed_the_batching_check(
+    mixing: Path, log_dir: Path, tmp_path: Path
+) -> None:
+    """A model no synthetic input runs can still batch: the check runs on the samples' rows."""
+    rows = np.arange(15, dtype=np.float32).reshape(3, 5)
+    sample = {"inputs": [{"name": "x", "shape": [3, 5], "datatype": "FP32",
+                          "data": rows.reshape(-1).tolist()}]}  # fmt: skip
+    path = tmp_path / "samples.json"
+    path.write_text(orjson.dumps(sample).decode())
+    server = servekit.start(mixing / "unrunnable.onnx", "--batching", "true",
+                            "--warmup-file", str(path), log_dir=log_dir)  # fmt: skip
+    try:
+        config = httpx.get(f"{server.url}/v2/models/unrunnable/config").json()
+    finally:
+        assert server.stop() == 0
+    assert config["max_batch_size"] == 32
+    assert "warm-up samples" in config["parameters"]["batching_reason"]["string_value"]
+
+
+def test_the_check_in_process(mixing: Path, model_dir: Path) -> None:
+    """The check itself: the row-mixing models fail it, row-independent ones pass, and a
+    model whose output is not split by rows (flat) is left to the run-time guard."""
+    for name, state in (("cumsum_rows", "off"), ("softmax_rows", "off"), ("recurrent", "off")):
+        model = load(mixing, name)
+        assert model.batching.state == state, model.batching
+    for name in ("mlp", "multi", "ragged", "flat"):
+        assert load(model_dir, name).batching.state == "on", name
+    assert load(model_dir, "mlp", batching=False).batching.state == "off"
+    assert load(model_dir, "fixed").batching.reason == "input 'input' has a fixed first dimension"

@@ -84,7 +84,8 @@ def test_outputs_without_the_batch_dimension_are_never_split_across_clients(
     """A Reshape to [-1] declares a dynamic first output dimension that is not the batch. A
     batch of such requests is re-run one by one and batching stops; every client gets its own
     values."""
-    server = servekit.start(model_dir / "flat.onnx", "--max-delay-ms", "50", log_dir=log_dir)
+    server = servekit.start(model_dir / "flat.onnx", "--batching", "true", "--max-delay-ms", "50",
+                            log_dir=log_dir)  # fmt: skip
     rng = np.random.default_rng(9)
     requests = [rng.standard_normal((1 + i % 3, 4)).astype(np.float32) for i in range(60)]
 

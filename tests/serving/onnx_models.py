@@ -1,0 +1,139 @@
+"""Models built with `onnx.helper` that have the properties of real exported models which the
+start-up of a server must cope with: sizes a warm-up at 1 cannot meet, and operators that
+combine values along the first dimension, so that merging clients' rows would answer each
+client with the others' values.
+
+Each returns the path it wrote. servekit.py holds the row-independent models most tests use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HIDDEN = 8  # the recurrent model's state size
+FEATURES = 4  # the recurrent model's input size
+MATMUL_FEATURES = 5  # the only width the `unrunnable` model accepts: no synthetic size is 5
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def reflect_pad(path: Path) -> Path:
+    """An audio front end's reflect padding: `x` FP32 [batch, samples] → `y` [batch, samples+2]
+    (one sample reflected at each end). Needs samples >= 2: a warm-up at 1 fails."""
+    graph = helper.make_graph(
+        [helper.make_node("Pad", ["x", "pads"], ["y"], mode="reflect")],
+        "reflect_pad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "samples"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "padded"])],
+        [numpy_helper.from_array(np.array([0, 1, 0, 1], np.int64), "pads")],
+    )
+    return _save(graph, path)
+
+
+def strided_concat(path: Path) -> Path:
+    """A YOLO-style neck: a stride-2 branch and a stride-32 branch upsampled 16 times, concatenated
+    on channels. `x` FP32 [batch, 3, height, width] → `y` [batch, 6, height/2, width/2]; the
+    branches only line up when height and width are multiples of 32."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("MaxPool", ["x"], ["fine"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("MaxPool", ["x"], ["coarse"], kernel_shape=[32, 32], strides=[32, 32]),
+            helper.make_node("Resize", ["coarse", "", "scales"], ["up"], mode="nearest"),
+            helper.make_node("Concat", ["fine", "up"], ["y"], axis=1),
+        ],
+        "strided_concat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6, "h2", "w2"])],
+        [numpy_helper.from_array(np.array([1, 1, 16, 16], np.float32), "scales")],
+    )
+    return _save(graph, path)
+
+
+def recurrent(path: Path, seed: int = 0) -> Path:
+    """A sequence-first bidirectional GRU as exporters write it with every axis dynamic:
+    `x` FP32 [seq, batch, 4] and the state `h0` [directions, batch, 8], whose batch axis is the
+    second; outputs `y` [seq, directions, batch, 8] and `y_h` [directions, batch, 8]. The state
+    needs directions = 2, so a warm-up at 1 fails, and the first axis is never the batch."""
+    rng = np.random.default_rng(seed)
+
+    def weights(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
+
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "GRU",
+                ["x", "W", "R", "B", "", "h0"],
+                ["y", "y_h"],
+                hidden_size=HIDDEN,
+                direction="bidirectional",
+            )
+        ],
+        "recurrent",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", FEATURES]),
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, ["directions", "batch", HIDDEN]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, ["seq", "directions", "batch", HIDDEN]
+            ),
+            helper.make_tensor_value_info(
+                "y_h", TensorProto.FLOAT, ["directions", "batch", HIDDEN]
+            ),
+        ],
+        [
+            numpy_helper.from_array(weights(2, 3 * HIDDEN, FEATURES), "W"),
+            numpy_helper.from_array(weights(2, 3 * HIDDEN, HIDDEN), "R"),
+            numpy_helper.from_array(weights(2, 6 * HIDDEN), "B"),
+        ],
+    )
+    return _save(graph, path)
+
+
+def unrunnable(path: Path) -> Path:
+    """A width the model does not say: `x` FP32 [batch, features] @ W [5, 2] → `y` [batch, 2].
+    Only features = 5 runs, and no synthetic size is 5; a warm-up sample can say it."""
+    w = np.arange(MATMUL_FEATURES * 2, dtype=np.float32).reshape(MATMUL_FEATURES, 2) / 10
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "unrunnable",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "features"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    return _save(graph, path)
+
+
+def cumsum_rows(path: Path) -> Path:
+    """Combines values along the first axis: `x` FP32 [batch, 4] → `y` = CumSum(x, axis 0).
+    Batched with another client's rows, every row after the first is another answer."""
+    graph = helper.make_graph(
+        [helper.make_node("CumSum", ["x", "axis"], ["y"])],
+        "cumsum_rows",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(np.array(0, np.int64), "axis")],
+    )
+    return _save(graph, path)
+
+
+def softmax_rows(path: Path) -> Path:
+    """Normalises across the first axis: `x` FP32 [batch, 4] → `y` = Softmax(x, axis 0)."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=0)],
+        "softmax_rows",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    return _save(graph, path)
