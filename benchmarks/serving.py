@@ -27,15 +27,12 @@ Python callable and its dynamic batcher). Peers live in their own virtualenvs un
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import math
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +44,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# Servers start, answer ready and stop the way the serving tests' do: one module, serverproc.
+sys.path.insert(0, str(HERE.parent / "tests" / "serving"))
+import serverproc  # noqa: E402
+
 PEERS = HERE / "peers"
 DEFAULT_VENVS = Path.home() / ".cache" / "modelserve-bench" / "venvs"
 MODELS = {"small": (64, 256, 256, 10), "heavy": (64, 1024, 2048, 1024, 10)}
@@ -191,12 +192,6 @@ def tree_cpu_ns(pid: int) -> int:
 # --- servers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     """How to start one server on one model, and where it answers."""
@@ -221,7 +216,10 @@ def servers(venvs: Path) -> dict[str, Server]:
         return [
             str(me), "-m", "modelserve", "--model", str(model), "--name", name,
             "--host", "127.0.0.1", "--port", str(port), "--access-log", "false",
-            "--intra-op-threads", "1", "--inter-op-threads", "1", "--max-batch-size", "32",
+            "--intra-op-threads", "1", "--inter-op-threads", "1",
+            # Batching turned on explicitly, as it is for the peers (mlserver, pytriton): at
+            # c=32 the table compares batching servers, whatever modelserve's default is.
+            "--batching", "true", "--max-batch-size", "32",
         ]  # fmt: skip
 
     def fastapi(model: Path, name: str, port: int, _: Path) -> list[str]:
@@ -236,7 +234,8 @@ def servers(venvs: Path) -> dict[str, Server]:
         folder = work / f"mlserver-{name}"
         folder.mkdir(exist_ok=True)
         (folder / "settings.json").write_text(json.dumps({
-            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+            "http_port": port, "grpc_port": serverproc.free_port(),
+            "metrics_port": serverproc.free_port(),
             "host": "127.0.0.1", "parallel_workers": 0, "debug": False, "metrics_endpoint": None,
         }))  # fmt: skip
         (folder / "model-settings.json").write_text(json.dumps({
@@ -283,35 +282,6 @@ def available(server: Server) -> str | None:
     return f"no virtualenv at {server.python.parent.parent} (run with --setup)"
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"not ready after {timeout:.0f}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, then SIGKILL what is left."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def bench_server(
     server: Server,
     model: Path,
@@ -321,16 +291,16 @@ def bench_server(
     work: Path,
 ) -> dict[int, Point]:
     """Start the server pinned to the server core, run every concurrency, stop it."""
-    port = free_port()
-    log = (work / f"{server.name}-{name}.log").open("wb")
+    port = serverproc.free_port()
+    log = work / f"{server.name}-{name}.log"
     env = {**os.environ, **THREAD_ENV, **server.env, "PYTHONUNBUFFERED": "1"}
     command = ["taskset", "-c", str(args.server_cpu), *server.command(model, name, port, work)]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                               cwd=work, start_new_session=True)  # fmt: skip
+    # A group of its own: stop() also ends the workers some peers fork.
+    process = serverproc.spawn(command, log, env=env, cwd=work, own_group=True)
     results: dict[int, Point] = {}
     try:
-        ready = server.ready_path.format(name=name)
-        wait_ready(f"http://127.0.0.1:{port}{ready}", process, server.startup_timeout)
+        ready = f"http://127.0.0.1:{port}{server.ready_path.format(name=name)}"
+        serverproc.wait_ready(ready, process, server.startup_timeout, interval=0.2)
         url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
         check = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(check, timeout=10) as response:
@@ -353,11 +323,10 @@ def bench_server(
                 ))  # fmt: skip
             results[connections] = median_point(points)
     except Exception as exc:
-        tail = (work / f"{server.name}-{name}.log").read_text(errors="replace")[-1500:]
+        tail = log.read_text(errors="replace")[-1500:]
         print(f"  {server.name}/{name}: failed: {exc}\n{tail}", file=sys.stderr)
     finally:
-        stop(process)
-        log.close()
+        serverproc.stop(process, timeout=15, group=True)
     return results
 
 

@@ -1,5 +1,6 @@
 """Helpers for the serving tests: real ONNX models built with `onnx.helper`, and a real
-`modelserve` process on a free loopback port, stopped with SIGTERM like a kubelet does.
+`modelserve` process on a free loopback port, stopped with SIGTERM like a kubelet does (the
+process handling is serverproc's, which benchmarks/serving.py shares).
 """
 
 from __future__ import annotations
@@ -7,17 +8,17 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnx
+import serverproc
 from onnx import TensorProto, helper, numpy_helper
+from serverproc import free_port as free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,13 +137,6 @@ def flat(path: Path) -> Path:
     return _save(graph, path)
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (the server binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     """A running `python -m modelserve` process."""
@@ -157,15 +151,12 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Signal the server and wait for it to exit; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        """Signal the server and wait for it to exit; returns the exit code. One that outlives
+        timeout is killed, and TimeoutExpired raised."""
+        code = serverproc.stop(self.process, sig, timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(self.process.args, timeout)
+        return code
 
     def client(self, **kwargs: object) -> httpx.Client:
         """An HTTP client bound to this server."""
@@ -191,8 +182,7 @@ def start(
         "--host", "127.0.0.1", "--port", str(port), "--model-dir", str(log_dir / "cache"),
         *args,
     ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    process = serverproc.spawn(command, log_path, env=environment)
     server = Server(process, f"{scheme}://127.0.0.1:{port}", port, log_path)
     if wait_ready:
         wait_until_ready(server, timeout=timeout)
@@ -201,16 +191,10 @@ def start(
 
 def wait_until_ready(server: Server, *, timeout: float = 30.0) -> None:
     """Poll /v2/health/ready; fail with the server's log if it exits or never turns Ready."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"modelserve exited early:\n{server.logs()}")
-        try:
-            response = httpx.get(f"{server.url}/v2/health/ready", timeout=1.0, verify=False)
-            if response.status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.stop(signal.SIGKILL)
-    raise AssertionError(f"modelserve not ready after {timeout}s:\n{server.logs()}")
+    try:
+        serverproc.wait_ready(f"{server.url}/v2/health/ready", server.process, timeout)
+    except serverproc.ExitedError:
+        raise AssertionError(f"modelserve exited early:\n{server.logs()}") from None
+    except serverproc.NotReadyError:
+        server.stop(signal.SIGKILL)
+        raise AssertionError(f"modelserve not ready after {timeout}s:\n{server.logs()}") from None
