@@ -125,7 +125,11 @@ def prepare(
             ran, _ = _synthetic(model)
         requests = _variants(model, ran, randomize_all=True) if ran is not None else []
         source = "synthetic inputs"
-    model.batching = check(model, requests, max_rows=max_batch_size, source=source)
+    if ran is None and not decoded and model.batchable:
+        model.batching = Finding("off", "the batching check had nothing to run: no synthetic "
+                                        "input ran (give --warmup-file samples)")  # fmt: skip
+    else:
+        model.batching = check(model, requests, max_rows=max_batch_size, source=source)
     if model.batching.state == "on":
         log.info("model %r: batching on, up to %d rows: %s", model.name, max_batch_size,
                  model.batching.reason)  # fmt: skip
