@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import orjson
 
-from . import __version__
+from . import __version__, exitcodes
 from .auth import Authenticator, may_read_payloads
 from .batching import Batcher
 from .codec import InferRequest, decode_v1, decode_v2, encode_v1, encode_v2
@@ -54,8 +54,8 @@ from .server import (
     error_response,
     internal_error,
     serve,
-    tls_context,
 )
+from .tls import TlsConfigError, tls_context
 from .warmup import prepare, read_samples
 
 log = logging.getLogger("modelserve")
@@ -406,12 +406,16 @@ async def run(app: App) -> int:
         loop.add_signal_handler(sig, stop.set)
     ssl_context = None
     if s.tls_cert is not None and s.tls_key is not None:
-        ssl_context = tls_context(str(s.tls_cert), str(s.tls_key))
+        try:
+            ssl_context = tls_context(str(s.tls_cert), str(s.tls_key))
+        except TlsConfigError as exc:
+            log.error("%s", exc)
+            return exitcodes.CONFIG
     try:
         server = await serve(app.state, host=s.host, port=s.port, ssl_context=ssl_context)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", s.host, s.port, exc)
-        return 1
+        return exitcodes.MODEL_FAILED
     log.info("listening on %s://%s:%d", "https" if ssl_context else "http", s.host, s.port)
     flusher = None
     if app.access_log is not None:
@@ -440,7 +444,7 @@ async def run(app: App) -> int:
                 log.error("cannot serve the model: %r", failure, exc_info=failure)
             server.close()
             stopping.cancel()
-            return 1
+            return exitcodes.MODEL_FAILED
         app.attach(loaded.result())
         log.info("ready: %s/%s", V2_MODELS.rstrip("/"), s.name)
         await stopping

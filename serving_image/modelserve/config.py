@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from . import exitcodes
+
 ENV_PREFIX: Final = "MODELSERVE_"
 GRAPH_OPTIMIZATION_LEVELS: Final = ("disable", "basic", "extended", "all")
 
@@ -78,6 +80,10 @@ class Settings:
         return bool(self.auth_token or self.jwt_secret or self.jwt_public_key)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each flag, and the exit-code table kept as laid out."""
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -130,7 +136,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             "binary tensors) and the v1 :predict protocol, with dynamic batching and "
             "Prometheus metrics. Every flag can also be set by the environment variable shown."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=exitcodes.help_text(),
     )
 
     def add(flag: str, *, default: Any = None, **kwargs: Any) -> None:

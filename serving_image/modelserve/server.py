@@ -29,6 +29,7 @@ import httptools
 import orjson
 
 from .errors import BadRequestError, HeadersTooLargeError, PayloadTooLargeError, ServeError
+from .tls import tls_context
 
 log = logging.getLogger("modelserve.server")
 
@@ -407,9 +408,12 @@ async def serve(
     return server
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """A server TLS context (TLS 1.2 minimum) from PEM files."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
+__all__ = [
+    "Request",
+    "Response",
+    "ServerState",
+    "error_response",
+    "internal_error",
+    "serve",
+    "tls_context",
+]
