@@ -29,8 +29,8 @@ def post(url: str) -> int:
 def test_sigterm_finishes_requests_in_flight(model_dir: Path, log_dir: Path) -> None:
     # A long batching window holds the requests in the queue when SIGTERM arrives.
     server = servekit.start(
-        model_dir / "mlp.onnx", "--max-delay-ms", "2000", "--max-batch-size", "64",
-        "--drain-grace", "0.5", log_dir=log_dir,
+        model_dir / "mlp.onnx", "--batching", "true", "--max-delay-ms", "2000",
+        "--max-batch-size", "64", "--drain-grace", "0.5", log_dir=log_dir,
     )  # fmt: skip
     with ThreadPoolExecutor(9) as pool:
         in_flight = [pool.submit(post, server.url) for _ in range(8)]
@@ -68,8 +68,8 @@ def test_sigterm_answers_pipelined_requests_before_closing(model_dir: Path, log_
     """Two requests pipelined on one connection, SIGTERM while the first is held: both are
     answered, and only the last answer says `connection: close`."""
     server = servekit.start(
-        model_dir / "mlp.onnx", "--max-delay-ms", "1000", "--drain-grace", "0.2",
-        log_dir=log_dir,
+        model_dir / "mlp.onnx", "--batching", "true", "--max-delay-ms", "1000",
+        "--drain-grace", "0.2", log_dir=log_dir,
     )  # fmt: skip
     body = httpx.Request("POST", "http://x/v2/models/mlp/infer", json=BODY).read()
     one = (b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -66,8 +66,8 @@ def test_body_limits(model_dir: Path, log_dir: Path) -> None:
 
 def test_concurrency_limit_answers_429(model_dir: Path, log_dir: Path) -> None:
     server = servekit.start(
-        model_dir / "mlp.onnx", "--max-concurrency", "2", "--max-delay-ms", "500",
-        "--max-batch-size", "64", log_dir=log_dir,
+        model_dir / "mlp.onnx", "--batching", "true", "--max-concurrency", "2",
+        "--max-delay-ms", "500", "--max-batch-size", "64", log_dir=log_dir,
     )  # fmt: skip
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -85,7 +85,7 @@ def test_concurrency_limit_answers_429(model_dir: Path, log_dir: Path) -> None:
 
 def test_full_queue_answers_503(model_dir: Path, log_dir: Path) -> None:
     server = servekit.start(
-        model_dir / "mlp.onnx", "--max-queue", "3", "--max-delay-ms", "500",
+        model_dir / "mlp.onnx", "--batching", "true", "--max-queue", "3", "--max-delay-ms", "500",
         "--max-batch-size", "64", log_dir=log_dir,
     )  # fmt: skip
     try:
