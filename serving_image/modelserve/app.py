@@ -21,7 +21,6 @@ import logging
 import signal
 import threading
 import time
-import zlib
 from typing import Any, Final
 
 import orjson
@@ -29,23 +28,24 @@ import orjson
 from . import __version__, exitcodes
 from .auth import Authenticator, may_read_payloads
 from .batching import Batcher
-from .codec import InferRequest, decode_v1, decode_v2, encode_v1, encode_v2
+from .codec import InferRequest
 from .config import Settings
+from .content_encoding import decompress
 from .errors import (
-    BadRequestError,
     MethodNotAllowedError,
     ModelLoadError,
     NotFoundError,
-    PayloadTooLargeError,
     ServeError,
     TooManyRequestsError,
     UnavailableError,
-    UnsupportedMediaTypeError,
 )
 from .fetch import fetch, redact_uri
+from .kserve_v1 import KServeV1
 from .logs import AccessLog
 from .metrics import CONTENT_TYPE, Metrics
 from .model import Feeds, Model, SessionOptions
+from .oip_v2 import OipV2
+from .protocols import InferProtocol, InferRoute
 from .server import (
     Request,
     Respond,
@@ -65,6 +65,8 @@ V1_MODELS: Final = "/v1/models/"
 LIVE: Final = Response(200, b'{"live":true}')
 READY: Final = Response(200, b'{"ready":true}')
 NOT_READY: Final = Response(503, b'{"ready":false}', headers=[(b"retry-after", b"1")])
+# The inference protocols served: a new one is a module implementing InferProtocol, listed here.
+PROTOCOLS: Final[tuple[InferProtocol, ...]] = (OipV2(), KServeV1())
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -203,10 +205,18 @@ class App:
     def handle(self, request: Request, respond: Respond) -> Response | None:
         """Route one request (called by the HTTP layer; ServeErrors become answers there)."""
         path = request.path
+        inference = _infer_route(path)
+        if inference is not None:
+            protocol, route = inference
+            self._check_model(route.model, route.version)
+            _allow(request, "POST")
+            request.tag = protocol.tag
+            self._infer(request, protocol, respond)
+            return None
         if path.startswith(V2_MODELS):
-            return self._v2_model(request, path[len(V2_MODELS) :], respond)
+            return self._v2_model(request, path[len(V2_MODELS) :])
         if path.startswith(V1_MODELS):
-            return self._v1_model(request, path[len(V1_MODELS) :], respond)
+            return self._v1_model(request, path[len(V1_MODELS) :])
         if path == "/v2/health/live":
             _allow(request, "GET")
             return LIVE
@@ -231,18 +241,13 @@ class App:
         )
         return Response(200, self.metrics.exposition(payload=payload), CONTENT_TYPE)
 
-    def _v2_model(self, request: Request, rest: str, respond: Respond) -> Response | None:
+    def _v2_model(self, request: Request, rest: str) -> Response:
         parts = rest.split("/")
         name, version, action = parts[0], None, parts[1:]
         if len(action) >= 2 and action[0] == "versions":
             version, action = action[1], action[2:]
         self._check_model(name, version)
         route = "/".join(action)
-        if route == "infer":
-            _allow(request, "POST")
-            request.tag = "v2"
-            self._infer(request, "v2", respond)
-            return None
         if route == "ready":
             _allow(request, "GET")
             return _json({"name": name, "ready": self.ready}, 200 if self.ready else 503)
@@ -256,13 +261,7 @@ class App:
             return _json(self._config())
         raise NotFoundError(f"no route for {request.path}")
 
-    def _v1_model(self, request: Request, rest: str, respond: Respond) -> Response | None:
-        if rest.endswith(":predict"):
-            self._check_model(rest[: -len(":predict")], None)
-            _allow(request, "POST")
-            request.tag = "v1"
-            self._infer(request, "v1", respond)
-            return None
+    def _v1_model(self, request: Request, rest: str) -> Response:
         self._check_model(rest, None)
         _allow(request, "GET")
         return _json({"name": rest, "ready": self.ready}, 200 if self.ready else 503)
@@ -289,7 +288,7 @@ class App:
 
     # --- inference --------------------------------------------------------------------------
 
-    def _infer(self, request: Request, protocol: str, respond: Respond) -> None:
+    def _infer(self, request: Request, protocol: InferProtocol, respond: Respond) -> None:
         self._authenticate(request)
         model = self._loaded()
         batcher = self.batcher
@@ -299,35 +298,21 @@ class App:
             raise TooManyRequestsError(
                 f"more than {limit} inference requests in flight, retry shortly", retry_after=1
             )
-        body = self._body(request)
-        nonfinite = self.settings.reject_nonfinite
-        decoded: InferRequest
-        if protocol == "v2":
-            length = request.headers.get(b"inference-header-content-length")
-            header_length = None
-            if length is not None:
-                if not length.strip().isdigit():
-                    raise BadRequestError("Inference-Header-Content-Length must be an integer")
-                header_length = int(length)
-            decoded = decode_v2(
-                body, model, header_length=header_length, reject_nonfinite=nonfinite
-            )
-        else:
-            decoded = decode_v1(body, model, reject_nonfinite=nonfinite)
+        body = decompress(
+            request.body,
+            request.headers.get(b"content-encoding", b"identity"),
+            limit=self.settings.max_body_bytes,
+        )
+        decoded: InferRequest = protocol.decode(
+            request, body, model, reject_nonfinite=self.settings.reject_nonfinite
+        )
 
         def done(results: Feeds | BaseException) -> None:
             self.inflight -= 1
             try:
                 if isinstance(results, BaseException):
                     raise results
-                if protocol == "v1":
-                    response = Response(200, encode_v1(model, results))
-                else:
-                    payload, length, content_type = encode_v2(model, decoded, results)
-                    headers = []
-                    if length is not None:
-                        headers.append((b"inference-header-content-length", str(length).encode()))
-                    response = Response(200, payload, content_type, headers)
+                response = protocol.encode(model, decoded, results)
             except ServeError as exc:
                 response = error_response(exc)
             except Exception:
@@ -337,25 +322,6 @@ class App:
 
         batcher.submit(decoded.feeds, decoded.rows, decoded.outputs, done)
         self.inflight += 1
-
-    def _body(self, request: Request) -> bytes:
-        """The request body, decompressed when the client sent gzip or deflate (bounded)."""
-        encoding = request.headers.get(b"content-encoding", b"identity").strip().lower()
-        if encoding in {b"identity", b""}:
-            return request.body
-        if encoding not in {b"gzip", b"deflate"}:
-            raise UnsupportedMediaTypeError(f"unsupported Content-Encoding {encoding.decode()!r}")
-        limit = self.settings.max_body_bytes
-        try:
-            inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-            body = inflater.decompress(request.body, limit + 1)
-        except zlib.error as exc:
-            raise BadRequestError(
-                f"cannot decompress the {encoding.decode()} body: {exc}"
-            ) from None
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"decompressed body exceeds the limit of {limit} bytes")
-        return body
 
     def _config(self) -> dict[str, Any]:
         """Triton's model config shape, enough for tritonclient's get_model_config."""
@@ -388,6 +354,15 @@ class App:
             self.metrics.observe_request(request.tag, response.status, seconds)
         if self.access_log is not None:
             self.access_log.record(request, response, seconds)
+
+
+def _infer_route(path: str) -> tuple[InferProtocol, InferRoute] | None:
+    """The protocol whose inference route `path` is, and the model it names."""
+    for protocol in PROTOCOLS:
+        route = protocol.route(path)
+        if route is not None:
+            return protocol, route
+    return None
 
 
 def _allow(request: Request, method: str) -> None:
