@@ -7,17 +7,22 @@ each socket read and write compared with asyncio's default loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from . import auth, config, logs
+from . import auth, config, exitcodes, logs
 from .app import App, run
 from .logs import AccessLog
 from .metrics import Metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (non-zero when the model cannot be served)."""
+    """Entry point; returns the exit code (see `exitcodes`: 1 when the model cannot be served,
+    2 for a configuration error, 3 when the drain timed out)."""
     settings = config.load(argv)
     logs.configure(fmt=settings.log_format, level=settings.log_level)
     app = App(
@@ -39,8 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(run(app))
-    return uvloop.run(run(app))
+        code = asyncio.run(run(app))
+    else:
+        code = uvloop.run(run(app))
+    if code == exitcodes.DRAIN_TIMEOUT:
+        _leave_now(code)
+    return code
+
+
+def _leave_now(code: int) -> NoReturn:
+    """Exit without finalizing the interpreter: inference threads are still inside ONNX
+    Runtime, and destroying their sessions under them aborts the process (SIGABRT, exit 134)
+    instead of exiting with the documented code. What was logged is flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from .server import (
     Response,
     ServerState,
     error_response,
+    fit_descriptor_limit,
     internal_error,
     serve,
 )
@@ -67,6 +68,8 @@ READY: Final = Response(200, b'{"ready":true}')
 NOT_READY: Final = Response(503, b'{"ready":false}', headers=[(b"retry-after", b"1")])
 # The inference protocols served: a new one is a module implementing InferProtocol, listed here.
 PROTOCOLS: Final[tuple[InferProtocol, ...]] = (OipV2(), KServeV1())
+# The `protocol` label of requests refused outside any inference route (404, 405, 408, 431...).
+OTHER: Final = "other"
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -98,6 +101,9 @@ class App:
             keepalive_timeout=settings.keepalive_timeout,
             request_timeout=settings.request_timeout,
             on_response=self._responded,
+            on_head=self.check_head,
+            max_connections=settings.max_connections,
+            max_buffered_bytes=settings.max_buffered_bytes,
         )
         metrics.track(
             queue_depth=lambda: self.batcher.queue_depth if self.batcher else 0,
@@ -174,8 +180,12 @@ class App:
         self.ready = True
         self.metrics.set_ready(True)
 
-    async def drain(self, server: asyncio.Server) -> None:
-        """SIGTERM: not Ready, optionally keep accepting a while, then finish what was received."""
+    async def drain(self, server: asyncio.Server) -> bool:
+        """SIGTERM: not Ready, optionally keep accepting a while, then finish what was received.
+
+        Returns False when `--drain-timeout` ran out first: the requests still in progress were
+        answered 503 (retry elsewhere) and their inferences abandoned.
+        """
         s = self.settings
         self.ready = False
         self.metrics.set_ready(False)
@@ -191,14 +201,20 @@ class App:
         deadline = loop.time() + s.drain_timeout
         while self.state.busy and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        if self.state.busy:
-            log.warning("drain timeout: %d request(s) still in progress", self.state.busy)
+        abandoned = self.state.abandon() if self.state.busy else 0
+        if abandoned:
+            log.warning(
+                "drain timed out after %gs: %d request(s) still in progress answered 503",
+                s.drain_timeout,
+                abandoned,
+            )
         for conn in list(self.state.connections):
             conn.close()
         if self.batcher is not None:
             self.batcher.close()
         if self.access_log is not None:
             self.access_log.flush()
+        return not abandoned
 
     # --- routing ----------------------------------------------------------------------------
 
@@ -210,7 +226,6 @@ class App:
             protocol, route = inference
             self._check_model(route.model, route.version)
             _allow(request, "POST")
-            request.tag = protocol.tag
             self._infer(request, protocol, respond)
             return None
         if path.startswith(V2_MODELS):
@@ -282,9 +297,21 @@ class App:
             raise UnavailableError("the model is still loading", retry_after=1)
         return self.model
 
+    def check_head(self, request: Request) -> None:
+        """Called with each request's head, before its body is read: label an inference
+        request with its protocol, and check credentials on a guarded route, so an
+        unauthenticated client is answered 401 without a byte of its body buffered (and never
+        gets a `100 Continue`)."""
+        inference = _infer_route(request.path)
+        if inference is not None:
+            request.tag = inference[0].tag
+        if _guarded(request.path):
+            self._authenticate(request)
+
     def _authenticate(self, request: Request) -> None:
-        if self.auth is not None:
+        if self.auth is not None and not request.authenticated:
             self.auth.check(request.headers.get(b"authorization"))
+            request.authenticated = True
 
     # --- inference --------------------------------------------------------------------------
 
@@ -350,10 +377,25 @@ class App:
         }  # fmt: skip
 
     def _responded(self, request: Request, response: Response, seconds: float) -> None:
-        if request.tag is not None:
-            self.metrics.observe_request(request.tag, response.status, seconds)
+        """Count and log each answer as the client received it (499: it had hung up).
+
+        `requests_total` counts every inference request, and every refusal anywhere (404,
+        405, and the HTTP layer's 400/408/413/431/503), under `protocol="other"` when no
+        inference route was named; a request refused before it was read in full is counted
+        but not timed. Health, metadata and scrape answers are not counted."""
+        tag = request.tag
+        if tag is None and (request.early or response.status in _ROUTING_MISSES):
+            tag = OTHER
+        if tag is not None:
+            if request.early:
+                self.metrics.count_request(tag, response.status)
+            else:
+                self.metrics.observe_request(tag, response.status, seconds)
         if self.access_log is not None:
             self.access_log.record(request, response, seconds)
+
+
+_ROUTING_MISSES: Final = frozenset({404, 405})
 
 
 def _infer_route(path: str) -> tuple[InferProtocol, InferRoute] | None:
@@ -363,6 +405,14 @@ def _infer_route(path: str) -> tuple[InferProtocol, InferRoute] | None:
         if route is not None:
             return protocol, route
     return None
+
+
+def _guarded(path: str) -> bool:
+    """Routes that need credentials when auth is on: inference, model metadata and config
+    (a model's readiness, health, server metadata and /metrics stay open)."""
+    if path.startswith(V2_MODELS):
+        return not path.endswith("/ready")
+    return path.startswith(V1_MODELS) and path.endswith(":predict")
 
 
 def _allow(request: Request, method: str) -> None:
@@ -386,6 +436,7 @@ async def run(app: App) -> int:
         except TlsConfigError as exc:
             log.error("%s", exc)
             return exitcodes.CONFIG
+    app.state.max_connections = fit_descriptor_limit(s.max_connections)
     try:
         server = await serve(app.state, host=s.host, port=s.port, ssl_context=ssl_context)
     except OSError as exc:
@@ -423,11 +474,11 @@ async def run(app: App) -> int:
         app.attach(loaded.result())
         log.info("ready: %s/%s", V2_MODELS.rstrip("/"), s.name)
         await stopping
-    await app.drain(server)
+    drained = await app.drain(server)
     if flusher is not None:
         flusher.cancel()
     log.info("stopped")
-    return 0
+    return exitcodes.OK if drained else exitcodes.DRAIN_TIMEOUT
 
 
 def _settle_result(future: asyncio.Future[Model], model: Model) -> None:

@@ -45,6 +45,8 @@ class Settings:
     batching: bool = False
     # Protection.
     max_body_bytes: int = 16 * 1024 * 1024
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    max_connections: int = 1024
     max_concurrency: int = 0
     max_queue: int = 1024
     reject_nonfinite: bool = False
@@ -192,6 +194,19 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add("--max-body-bytes", default=16 * 1024 * 1024, type=_positive_int, help="413 above")
     add(
+        "--max-buffered-bytes",
+        default=256 * 1024 * 1024,
+        type=_positive_int,
+        help="request body bytes held by all connections together (a body counts from its "
+        "head, by its Content-Length); a request that would go over gets 503 at its head",
+    )
+    add(
+        "--max-connections",
+        default=1024,
+        type=_positive_int,
+        help="open client connections; one more is answered 503 and closed",
+    )
+    add(
         "--max-concurrency",
         default=0,
         type=_non_negative_int,
@@ -282,6 +297,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         parser.error(f"--graph-optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
     if args.log_format not in ("text", "json"):
         parser.error("--log-format must be text or json")
+    if args.max_buffered_bytes < args.max_body_bytes:
+        parser.error("--max-buffered-bytes must be at least --max-body-bytes")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     try:
@@ -322,6 +339,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         warmup_file=Path(args.warmup_file) if args.warmup_file else None,
         batching=args.batching,
         max_body_bytes=args.max_body_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
+        max_connections=args.max_connections,
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         reject_nonfinite=args.reject_nonfinite,

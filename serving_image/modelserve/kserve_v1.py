@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Final
 
 from .codec import InferRequest, decode_v1, encode_v1
+from .messages import Request, Response
 from .model import Feeds, Model
 from .protocols import InferRoute
-from .server import Request, Response
 
 PREFIX: Final = "/v1/models/"
 SUFFIX: Final = ":predict"

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import orjson
 
-from .server import Request, Response
+from .messages import Request, Response
 
 
 class JsonFormatter(logging.Formatter):

@@ -180,7 +180,9 @@ class _Hot(Collector):
         base = ["model", "version"]
         requests = CounterMetricFamily(
             "modelserve_requests",
-            "Inference requests answered, by protocol and HTTP status code",
+            "Requests answered, by protocol and HTTP status code: every inference request, "
+            "and every refusal (protocol other outside inference routes); 499: the client "
+            "hung up before its answer",
             labels=[*base, "protocol", "code"],
         )
         for (protocol, code), count in sorted(m.requests.items()):
@@ -317,16 +319,21 @@ class Metrics:
 
     def observe_request(self, protocol: str, code: int, seconds: float) -> None:
         """Count one answered inference request and its latency."""
+        self.count_request(protocol, code)
+        histogram = self.request_seconds.get(protocol)
+        if histogram is None:
+            histogram = self.request_seconds[protocol] = Histogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
+    def count_request(self, protocol: str, code: int) -> None:
+        """Count one answer without timing it: a request refused before it was read in full
+        (413, 431, 408, 401 at the head) has no latency that belongs in the histogram."""
         key = (protocol, code)
         count = self.requests.get(key)
         if count is None:
             self.requests_created[key] = time.time()
             count = 0
         self.requests[key] = count + 1
-        histogram = self.request_seconds.get(protocol)
-        if histogram is None:
-            histogram = self.request_seconds[protocol] = Histogram(LATENCY_BUCKETS)
-        histogram.observe(seconds)
 
     def observe_batch(
         self, rows: int, seconds: float, feeds: Mapping[str, np.ndarray[Any, Any]]

@@ -7,9 +7,9 @@ from typing import Final
 
 from .codec import InferRequest, decode_v2, encode_v2
 from .errors import BadRequestError
+from .messages import Request, Response
 from .model import Feeds, Model
 from .protocols import InferRoute
-from .server import Request, Response
 
 PREFIX: Final = "/v2/models/"
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .codec import InferRequest
+from .messages import Request, Response
 from .model import Feeds, Model
-from .server import Request, Response
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,29 +6,55 @@ larger than the model's own time on small models. Here a request is parsed by ht
 parser uvicorn uses), handed to one handler function, and answered with a single
 `transport.write`; inference results arrive through a plain callback, not a task or future.
 
-What it still does properly: keep-alive and pipelining (answered in order), `Expect:
-100-continue`, body limits enforced while reading (413 before the body is buffered), idle and
-slow-request timeouts, write back-pressure, and a drain that finishes every request already
-received before closing.
+What it still does properly:
+- keep-alive and pipelining, answered in request order, refusals included (a 413 for the third
+  request waits for the first two answers);
+- checks at the request head, before a body is buffered: credentials (through the app's head
+  check), the body limit (413), and room in the server-wide budget of buffered body bytes (503);
+  `100 Continue` only once those pass;
+- a connection cap with a clear 503, so a flood of idle connections cannot exhaust descriptors;
+- idle and slow-request timeouts, write back-pressure;
+- `Upgrade` requests (`curl --http2` sends `Upgrade: h2c`) answered as plain HTTP/1.1, which
+  RFC 9110 allows a server to do;
+- a closed connection's buffers freed at once: the protocol and its parser refer to each other,
+  so the connection breaks that cycle itself rather than leave its buffers to a full GC;
+- a drain that answers every request already received, and past its deadline answers the rest
+  503 instead of dropping them. An answer the client hung up before receiving is recorded as
+  499, never as what it would have been.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
-from http import HTTPStatus
 from typing import Final, cast
 
 import httptools
-import orjson
 
-from .errors import BadRequestError, HeadersTooLargeError, PayloadTooLargeError, ServeError
+from .errors import (
+    BadRequestError,
+    HeadersTooLargeError,
+    PayloadTooLargeError,
+    ServeError,
+    UnavailableError,
+)
+from .messages import (
+    CLIENT_CLOSED,
+    Handler,
+    HeadCheck,
+    Request,
+    Respond,
+    Response,
+    ResponseHook,
+    encode,
+    error_response,
+    internal_error,
+)
 from .tls import tls_context
 
 log = logging.getLogger("modelserve.server")
@@ -36,50 +62,20 @@ log = logging.getLogger("modelserve.server")
 MAX_HEADERS: Final = 100
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_PIPELINED: Final = 32
+# After a refusal, read and drop what the client is still sending this long before closing, so
+# it gets to read the answer instead of a connection reset.
 DISCARD_SECONDS: Final = 2.0
-_STATUS_LINES: Final = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+REFUSAL_LOG_SECONDS: Final = 10.0
+_HOP_BY_HOP_UPGRADE: Final = (b"upgrade", b"http2-settings")
 
 
-@dataclass(slots=True)
-class Request:
-    """One parsed HTTP request; `tag` lets the app label it for metrics and logs."""
-
-    method: str
-    path: str
-    query: bytes
-    headers: dict[bytes, bytes]
-    body: bytes
-    client: str
-    received: float
-    keep_alive: bool
-    tag: str | None = None
+class _Closed:
+    """What a closed connection's parser reports to: nothing (see HttpProtocol.connection_lost)."""
 
 
-@dataclass(slots=True)
-class Response:
-    """What goes back: status, body, content type and any extra headers."""
-
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-Respond = Callable[[Response], None]
-# A handler answers now (returns a Response) or later (returns None and calls `respond` once,
-# on the event loop). It may raise ServeError; the server turns it into the answer.
-Handler = Callable[[Request, Respond], Response | None]
-ResponseHook = Callable[[Request, Response, float], None]
-
-
-def error_response(exc: ServeError) -> Response:
-    """The one place a domain error becomes an HTTP answer: `{"error": message}`."""
-    return Response(exc.status, orjson.dumps({"error": exc.message}), headers=exc.headers())
-
-
-def internal_error() -> Response:
-    """A 500 that leaks nothing; the traceback goes to the log."""
-    return Response(500, b'{"error":"internal server error"}')
+# Shared by every closed connection: it keeps no reference to any of them.
+_CLOSED_PARSER: Final = httptools.HttpRequestParser(_Closed())
+_GONE: Final = Response(CLIENT_CLOSED, b"")
 
 
 class ServerState:
@@ -93,19 +89,54 @@ class ServerState:
         keepalive_timeout: float,
         request_timeout: float,
         on_response: ResponseHook | None = None,
+        on_head: HeadCheck | None = None,
+        max_connections: int = 0,
+        max_buffered_bytes: int = 0,
     ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.on_response = on_response
+        self.on_head = on_head
+        self.max_connections = max_connections
+        self.max_buffered_bytes = max_buffered_bytes
+        self.buffered = 0  # body bytes held by every connection together
         self.connections: set[HttpProtocol] = set()
+        self.refused: set[HttpProtocol] = set()  # over the cap, answered 503, closing
         self.draining = False
+        self._refused_unlogged = 0
+        self._refusal_logged = -REFUSAL_LOG_SECONDS
 
     @property
     def busy(self) -> int:
         """Connections with a request received (or being received) and not yet answered."""
         return sum(1 for conn in self.connections if conn.busy)
+
+    def reserve(self, size: int) -> bool:
+        """Take `size` bytes of the buffered-body budget; False when they do not fit."""
+        if self.max_buffered_bytes and self.buffered + size > self.max_buffered_bytes:
+            return False
+        self.buffered += size
+        return True
+
+    def refusing(self, client: str) -> bool:
+        """Whether a new connection is over the cap; logs refusals, at most every 10 s."""
+        if not self.max_connections or len(self.connections) < self.max_connections:
+            return False
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_SECONDS:
+            log.warning(
+                "refused %d connection(s), the last from %s: %d open is the --max-connections "
+                "limit",
+                self._refused_unlogged,
+                client,
+                len(self.connections),
+            )
+            self._refused_unlogged = 0
+            self._refusal_logged = now
+        return True
 
     def sweep(self) -> None:
         """Close idle keep-alive connections and answer 408 to requests that stall."""
@@ -119,6 +150,11 @@ class ServerState:
             if not conn.busy:
                 conn.close()
 
+    def abandon(self) -> int:
+        """Past the drain deadline: answer 503 to every request still in progress and close
+        its connection. Returns how many requests were answered that way."""
+        return sum(conn.abandon() for conn in list(self.connections))
+
 
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
@@ -128,20 +164,30 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._client = "-"
+        # The message being read.
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._header_bytes = 0
+        self._request: Request | None = None  # built once its head is complete
         self._body: list[bytes] = []
         self._body_size = 0
+        self._declared = False  # its size was reserved from its Content-Length
+        self._upgrade = False  # it asked for a protocol upgrade, which is being ignored
+        self._continue = False  # it expects `100 Continue`, owed once earlier answers are out
         self._reading = False  # a message has begun and is not complete
         self._in_head = False  # ... and its request line and headers are not complete yet
         self._head_bytes = 0  # bytes received while in the head
         self._messages = 0  # messages begun on this connection
-        self._discarding = False  # a 413 went out; drop the rest of the body, then close
         self._started = 0.0
-        self._last_activity = time.monotonic()
-        self._queue: deque[Request] = deque()
+        # Requests received, answered in order: `_current` is with the handler, the queue
+        # waits behind it (an entry with a Response is a refusal, written in its turn).
         self._current: Request | None = None
+        self._queue: deque[tuple[Request, Response | None]] = deque()
+        self._held = 0  # body bytes this connection holds in the server's budget
+        self._message_held = 0  # ... of which for the message being read
+        self._stopped = False  # refused: read nothing more; the last answer ends it
+        self._linger = True  # ... and read on a moment before closing (see _refuse)
+        self._last_activity = time.monotonic()
         self._closed = False
         self._paused_reading = False
 
@@ -153,31 +199,57 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self._client = f"{peer[0]}:{peer[1]}"
-        self._state.connections.add(self)
+        state = self._state
+        if state.refusing(self._client):
+            linger = len(state.refused) < state.max_connections
+            if linger:
+                state.refused.add(self)
+            limit = state.max_connections
+            message = f"too many connections (the limit is {limit}), retry shortly"
+            self._refuse(error_response(UnavailableError(message, retry_after=1)), linger=linger)
+            return
+        state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 - asyncio's signature
         self._closed = True
-        self._state.connections.discard(self)
+        state = self._state
+        state.connections.discard(self)
+        state.refused.discard(self)
+        self._release(self._held)
+        for request, response in list(self._queue):  # received, never answered
+            self._write(request, response or _GONE, keep_alive=False)
+        # Drop every buffer now, and the parser with them: it refers back to this protocol, a
+        # cycle only a full GC would collect, and until then a half-received body stays.
+        self._parser = _CLOSED_PARSER
         self._queue.clear()
+        self._body = []
+        self._headers = {}
+        self._request = None
+        self._transport = None
+        # `_current` stays: its answer, when it comes, is recorded as undelivered (499).
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
-        if self._discarding:
+        if self._stopped:
             return
         counting = self._in_head
         messages = self._messages
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
-        except httptools.HttpParserError as exc:
-            # A callback's own exception arrives wrapped, as the error's context.
-            cause = exc.__context__
-            if isinstance(cause, ServeError):
-                self._reject(cause)
-            else:
-                self._fail(400, f"malformed HTTP request: {cause or exc}")
-            return
+        while True:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                # Answer in HTTP/1.1: parse the request again from a head without the upgrade,
+                # followed by what came after it (its body, then any pipelined request).
+                data = self._head_without_upgrade() + data[exc.args[0] :]
+                continue
+            except httptools.HttpParserError as exc:
+                # A callback's own exception arrives wrapped, as the error's context.
+                cause = exc.__context__
+                if not isinstance(cause, ServeError):
+                    cause = BadRequestError(f"malformed HTTP request: {cause or exc}")
+                self._refuse(error_response(cause))
+                return
+            break
         # httptools buffers a request line or header value until it ends, so an endless one
         # would grow without bound (and quadratically in time) before any callback could object.
         # Only a read that began inside this same head counts: one that also finished a
@@ -186,7 +258,7 @@ class HttpProtocol(asyncio.Protocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEADER_BYTES:
                 limit = f"request line and headers exceed {MAX_HEADER_BYTES} bytes"
-                self._reject(HeadersTooLargeError(limit))
+                self._refuse(error_response(HeadersTooLargeError(limit)))
 
     def pause_writing(self) -> None:
         self._set_reading(False)
@@ -200,8 +272,13 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._header_bytes = 0
+        self._request = None
         self._body = []
         self._body_size = 0
+        self._message_held = 0
+        self._declared = False
+        self._upgrade = False
+        self._continue = False
         self._reading = True
         self._in_head = True
         self._head_bytes = 0
@@ -226,35 +303,62 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        parser = self._parser
+        if parser.should_upgrade():
+            if parser.get_method() == b"CONNECT":
+                raise BadRequestError("CONNECT is not supported: this server is not a proxy")
+            self._upgrade = True  # data_received parses it again, without the upgrade
+            return
+        url = httptools.parse_url(self._url)
+        request = Request(
+            method=parser.get_method().decode(),
+            path=url.path.decode("utf-8", "replace"),
+            query=url.query or b"",
+            headers=self._headers,
+            body=b"",
+            client=self._client,
+            received=0.0,
+            keep_alive=parser.should_keep_alive(),
+        )
+        self._request = request
+        state = self._state
+        if state.on_head is not None:
+            state.on_head(request)  # credentials, before any of the body is read
         length = self._headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self._state.max_body_bytes:
-            raise self._too_large()
-        if self._headers.get(b"expect", b"").lower() == b"100-continue" and self._transport:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if length is not None and length.isdigit():
+            size = int(length)
+            if size > state.max_body_bytes:
+                raise self._too_large()
+            self._hold(size)
+            self._declared = True
+        if self._headers.get(b"expect", b"").lower() == b"100-continue":
+            if self._current is None:
+                self._write_continue()
+            else:
+                self._continue = True  # after the answers before it, or it would precede them
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._state.max_body_bytes:
             raise self._too_large()
+        if not self._declared:  # chunked: held as it arrives
+            self._hold(len(body))
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._upgrade:
+            return
+        request = self._request
+        assert request is not None  # built by on_headers_complete
         self._reading = False
-        url = httptools.parse_url(self._url)
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = Request(
-            method=self._parser.get_method().decode(),
-            path=url.path.decode("utf-8", "replace"),
-            query=url.query or b"",
-            headers=self._headers,
-            body=body,
-            client=self._client,
-            received=time.perf_counter(),
-            keep_alive=self._parser.should_keep_alive(),
-        )
+        self._continue = False
+        request.body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request.received = time.perf_counter()
         self._body = []
+        self._request = None
+        self._message_held = 0  # held by the request now, until it is answered
         if self._current is not None:
-            self._queue.append(request)  # pipelined: answered in order
+            self._queue.append((request, None))  # pipelined: answered in order
             if len(self._queue) >= MAX_PIPELINED:
                 self._set_reading(False)
             return
@@ -272,6 +376,39 @@ class HttpProtocol(asyncio.Protocol):
             f"request body exceeds the limit of {self._state.max_body_bytes} bytes"
         )
 
+    def _hold(self, size: int) -> None:
+        if not self._state.reserve(size):
+            raise UnavailableError(
+                "the server holds too many buffered request bytes right now "
+                f"(--max-buffered-bytes {self._state.max_buffered_bytes}), retry shortly",
+                retry_after=1,
+            )
+        self._held += size
+        self._message_held += size
+
+    def _release(self, size: int) -> None:
+        size = min(size, self._held)
+        self._held -= size
+        self._state.buffered -= size
+
+    def _head_without_upgrade(self) -> bytes:
+        """The current request's head again, minus the upgrade it asked for."""
+        parser = self._parser
+        version = parser.get_http_version().encode()
+        lines = [parser.get_method() + b" " + self._url + b" HTTP/" + version]
+        for name, value in self._headers.items():
+            if name in _HOP_BY_HOP_UPGRADE:
+                continue
+            if name == b"connection":
+                tokens = [t.strip() for t in value.split(b",")]
+                kept = [t for t in tokens if t and t.lower() not in _HOP_BY_HOP_UPGRADE]
+                if not kept:
+                    continue
+                value = b", ".join(kept)
+            lines.append(name + b": " + value)
+        self._parser = httptools.HttpRequestParser(self)
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
     def _dispatch(self, request: Request) -> None:
         self._current = request
         try:
@@ -285,72 +422,107 @@ class HttpProtocol(asyncio.Protocol):
             self._respond(request, outcome)
 
     def _respond(self, request: Request, response: Response) -> None:
+        """Answer the request being handled, then start on the next one received."""
+        if request is not self._current:
+            return  # answered already: the drain deadline passed and it got a 503
         # While draining, requests already pipelined behind this one are still answered; the
-        # connection closes after the last of them.
-        keep_alive = request.keep_alive and (not self._state.draining or bool(self._queue))
-        if self._closed or self._transport is None:
-            keep_alive = False
-        else:
-            head = [
-                _STATUS_LINES.get(response.status)
-                or f"HTTP/1.1 {response.status} Unknown\r\n".encode(),
-                b"content-type: ",
-                response.content_type,
-                b"\r\ncontent-length: ",
-                str(len(response.body)).encode(),
-                b"\r\n",
-            ]
-            for name, value in response.headers:
-                head += [name, b": ", value, b"\r\n"]
-            head.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
-            head.append(response.body)
-            self._transport.write(b"".join(head))
-            self._last_activity = time.monotonic()
-        hook = self._state.on_response
-        if hook is not None:
-            hook(request, response, time.perf_counter() - request.received)
+        # connection closes after the last of them. A refusal is always a connection's last.
+        keep_alive = (
+            request.keep_alive
+            and not request.early
+            and not self._closed
+            and (not self._state.draining or bool(self._queue))
+        )
+        self._write(request, response, keep_alive=keep_alive)
         self._current = None
         if not keep_alive:
-            self.close()
+            self._end()
             return
         if self._queue:
-            self._dispatch(self._queue.popleft())
+            queued, refusal = self._queue.popleft()
+            if refusal is not None:
+                self._current = queued
+                self._respond(queued, refusal)
+            else:
+                self._dispatch(queued)
             if len(self._queue) < MAX_PIPELINED:
                 self._set_reading(True)
+        elif self._continue and self._reading:
+            self._continue = False
+            self._write_continue()
 
-    def _reject(self, exc: ServeError) -> None:
-        """Answer before the body is read (413), then drop what is still coming and close.
-
-        Reading on for a moment, instead of closing at once, lets the client finish sending and
-        read the answer rather than seeing its upload reset.
-        """
-        self._reading = False
-        self._discarding = True
-        request = Request("-", self._url.decode("latin-1"), b"", self._headers, b"",
-                          self._client, time.perf_counter(), False)  # fmt: skip
-        self._respond_raw(request, error_response(exc))
-        loop = asyncio.get_running_loop()
-        loop.call_later(DISCARD_SECONDS, self.close)
-
-    def _fail(self, status: int, message: str) -> None:
-        self._reading = False
-        request = Request("-", "-", b"", {}, b"", self._client, time.perf_counter(), False)
-        self._respond(request, Response(status, orjson.dumps({"error": message})))
-
-    def _respond_raw(self, request: Request, response: Response) -> None:
-        if self._transport is not None and not self._closed:
-            self._transport.write(
-                b"".join([
-                    _STATUS_LINES[response.status],
-                    b"content-type: application/json\r\ncontent-length: ",
-                    str(len(response.body)).encode(),
-                    b"\r\nconnection: close\r\n\r\n",
-                    response.body,
-                ])
-            )  # fmt: skip
+    def _write(self, request: Request, response: Response, *, keep_alive: bool) -> None:
+        """Write one answer, free its body's share of the budget, and record what was sent."""
+        transport = self._transport
+        delivered = not self._closed and transport is not None
+        if delivered:
+            assert transport is not None
+            transport.write(encode(response, keep_alive=keep_alive))
+            self._last_activity = time.monotonic()
+        self._release(len(request.body))
         hook = self._state.on_response
         if hook is not None:
-            hook(request, response, 0.0)
+            sent = response if delivered else Response(CLIENT_CLOSED, b"")
+            seconds = 0.0 if request.early else time.perf_counter() - request.received
+            hook(request, sent, seconds)
+
+    def _write_continue(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _refuse(self, response: Response, *, linger: bool = True) -> None:
+        """Answer the message being read with an error, in its turn after the answers still
+        owed on this connection, and read nothing more. Reading on (and dropping) for a moment
+        after the answer, instead of closing at once, lets a client still sending its body read
+        the answer rather than see its upload reset."""
+        request = self._request
+        if request is None:  # refused before its head was complete
+            path = self._url.split(b"?", 1)[0].decode("utf-8", "replace") or "-"
+            request = Request("-", path, b"", self._headers, b"", self._client, 0.0, False)
+        request.early = True
+        self._release(self._message_held)
+        self._message_held = 0
+        self._reading = False
+        self._continue = False
+        self._stopped = True
+        self._linger = linger
+        self._body = []
+        self._request = None
+        if self._current is None:
+            self._current = request
+            self._respond(request, response)
+        else:
+            self._queue.append((request, response))
+
+    def _owed(self) -> list[tuple[Request, Response | None]]:
+        """Requests received in full and not answered yet, in order."""
+        current = [(self._current, None)] if self._current is not None else []
+        return [*current, *self._queue]
+
+    def _end(self) -> None:
+        """After the connection's last answer: close, or linger first after a refusal."""
+        if self._stopped and self._linger and not self._closed:
+            asyncio.get_running_loop().call_later(DISCARD_SECONDS, self.close)
+        else:
+            self.close()
+
+    def abandon(self) -> int:
+        """Answer 503 to each request in progress on this connection, in order, and close."""
+        shutting = error_response(
+            UnavailableError("the server is shutting down, retry", retry_after=1)
+        )
+        owed = [(request, refusal or shutting) for request, refusal in self._owed()]
+        if self._reading and self._request is not None:  # its head is in: it is a request
+            self._request.early = True
+            owed.append((self._request, shutting))
+        self._queue.clear()
+        self._current = None
+        self._reading = False
+        self._stopped = True
+        for index, (request, response) in enumerate(owed):
+            self._write(request, response, keep_alive=index < len(owed) - 1)
+        self.close()
+        return len(owed)
 
     def _set_reading(self, on: bool) -> None:
         if self._transport is None or self._closed or on != self._paused_reading:
@@ -370,7 +542,7 @@ class HttpProtocol(asyncio.Protocol):
             and self._state.request_timeout
             and (now - self._started > self._state.request_timeout)
         ):
-            self._fail(408, "the request took too long to arrive")
+            self._refuse(Response(408, b'{"error":"the request took too long to arrive"}'))
         elif not self.busy and now - self._last_activity > self._state.keepalive_timeout:
             self.close()
 
@@ -409,11 +581,46 @@ async def serve(
 
 
 __all__ = [
+    "CLIENT_CLOSED",
+    "Handler",
+    "HeadCheck",
+    "HttpProtocol",
     "Request",
+    "Respond",
     "Response",
+    "ResponseHook",
     "ServerState",
     "error_response",
+    "fit_descriptor_limit",
     "internal_error",
     "serve",
     "tls_context",
 ]
+
+
+def fit_descriptor_limit(max_connections: int) -> int:
+    """The connection cap that fits the process's descriptor limit, raising the soft limit to
+    the hard one when needed (as Go's runtime does): a pod's soft limit is often 1024.
+
+    Each connection takes a descriptor, and as many refused connections may linger a moment;
+    64 are kept for the model, logs and the listening socket.
+    """
+    needed = 2 * max_connections + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return max_connections
+    fitted = max(1, (soft - 64) // 2)
+    log.warning(
+        "--max-connections %d lowered to %d: the descriptor limit is %d",
+        max_connections,
+        fitted,
+        soft,
+    )
+    return fitted

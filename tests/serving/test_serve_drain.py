@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 import servekit
 
@@ -88,3 +90,128 @@ def test_sigterm_answers_pipelined_requests_before_closing(model_dir: Path, log_
     assert answer.count(b"HTTP/1.1 200 OK") == 2, answer
     assert answer.count(b"connection: close") == 1
     assert answer.rstrip().endswith(b"}")  # the second answer is complete
+
+
+def slow_model(path: Path) -> Path:
+    """`input` FP32 [batch, 1] → `output` = input, after max(input) turns of a 64x64 MatMul
+    inside a Loop: the client chooses how long the inference takes (zeros, as in a warm-up,
+    take no time)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    spin = helper.make_graph(
+        [helper.make_node("MatMul", ["acc_in", "w"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "spin",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [64, 64])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [64, 64])],
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["input"], ["top"], keepdims=0),
+         helper.make_node("Cast", ["top"], ["turns"], to=TensorProto.INT64),
+         helper.make_node("Loop", ["turns", "yes", "start"], ["acc"], body=spin),
+         helper.make_node("ReduceSum", ["acc"], ["total"], keepdims=0),
+         helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+         helper.make_node("Add", ["input", "nothing"], ["output"])],
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1])],
+        [numpy_helper.from_array(np.array(True), "yes"),
+         numpy_helper.from_array((np.eye(64) * 0.5).astype(np.float32), "w"),
+         numpy_helper.from_array(np.eye(64, dtype=np.float32), "start"),
+         numpy_helper.from_array(np.array(0, dtype=np.float32), "zero")],
+    )  # fmt: skip
+    return servekit._save(graph, path)
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The slow model, and the turns per second it runs on this machine (measured in process)."""
+    import onnxruntime as ort
+
+    path = slow_model(tmp_path_factory.mktemp("slow") / "slow.onnx")
+    session = ort.InferenceSession(str(path))
+    started = time.perf_counter()
+    session.run(None, {"input": np.array([[20_000]], np.float32)})
+    return path, 20_000 / (time.perf_counter() - started)
+
+
+def slow_body(turns: float) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "input", "shape": [1, 1], "datatype": "FP32",
+                                     "data": [round(turns)]}]})  # fmt: skip
+
+
+def test_drain_timeout_answers_503_and_exits_3(slow: tuple[Path, float], log_dir: Path) -> None:
+    """An inference still running when --drain-timeout ends: its client gets a 503 (retry
+    elsewhere), the process exits 3 without an abort, and no 200 is logged for it."""
+    path, rate = slow
+    server = servekit.start(path, "--drain-timeout", "1", log_dir=log_dir)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(httpx.post, f"{server.url}/v2/models/slow/infer",
+                           content=slow_body(rate * 10), timeout=30)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while "inflight_requests{" not in (text := httpx.get(f"{server.url}/metrics").text) or (
+            float(text.split("modelserve_inflight_requests{")[1].split("\n")[0].split()[-1]) < 1
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(20)
+        stopped = time.monotonic() - started
+        answer = held.result()
+    logs = server.logs()
+    assert code == 3, logs
+    assert stopped < 5
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert "shutting down" in answer.json()["error"]
+    assert "drain timed out" in logs
+    assert "Traceback" not in logs
+    assert "terminate called" not in logs
+    infer_lines = [line for line in logs.splitlines() if '"POST /v2/models/slow/infer"' in line]
+    assert [line.split('" ')[1].split()[0] for line in infer_lines] == ["503"], infer_lines
+
+
+def test_an_answer_the_client_never_got_is_not_counted_as_200(
+    slow: tuple[Path, float], log_dir: Path
+) -> None:
+    """The client hangs up while its inference runs: the answer cannot be delivered, so it is
+    logged and counted as 499 (client closed request, nginx's code), never as a 200."""
+    path, rate = slow
+    server = servekit.start(path, log_dir=log_dir)
+    body = slow_body(rate * 1.5)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+            time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while "modelserve_requests_total{" not in (
+            metrics := httpx.get(f"{server.url}/metrics").text
+        ):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.1)
+        time.sleep(1.2)  # the access log is flushed once a second
+    finally:
+        assert server.stop() == 0
+    requests = [line for line in metrics.splitlines()
+                if line.startswith("modelserve_requests_total{")]  # fmt: skip
+    assert not [line for line in requests if 'code="200"' in line], requests
+    assert [line for line in requests if 'code="499"' in line], requests
+    infer_lines = [line for line in server.logs().splitlines() if "/v2/models/slow/infer" in line]
+    assert len(infer_lines) == 1, infer_lines
+    assert '" 499 ' in infer_lines[0]
+
+
+def test_help_documents_the_exit_codes() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "modelserve", "--help"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "exit codes" in out.lower()
+    for line in ("0 ", "1 ", "2 ", "3 "):
+        assert any(row.strip().startswith(line) for row in out.splitlines()), out
