@@ -62,12 +62,12 @@ def test_a_closed_connection_is_freed_at_close_without_the_gc(loop: str) -> None
     def handler(request: Request, respond: Respond) -> Response:  # noqa: ARG001
         return Response(200, b"{}")
 
-    async def scenario() -> tuple[bool, int]:
+    async def scenario() -> bool:
         state = ServerState(handler, max_body_bytes=1 << 24, keepalive_timeout=5,
                             request_timeout=5)  # fmt: skip
         server = await serve(state, host="127.0.0.1", port=0)
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(INFER + b"Content-Length: 4000000\r\n\r\n" + b" " * 2_000_000)
         await writer.drain()
         while not state.connections:
@@ -85,11 +85,11 @@ def test_a_closed_connection_is_freed_at_close_without_the_gc(loop: str) -> None
         alive = ref() is not None
         server.close()
         await server.wait_closed()
-        return alive, len(reader._buffer)  # type: ignore[attr-defined]
+        return alive
 
     gc.disable()
     try:
-        alive, _ = run(scenario())
+        alive = run(scenario())
     finally:
         gc.enable()
     assert not alive, "the closed connection (and the body it had buffered) is still alive"
@@ -116,7 +116,7 @@ def test_aborted_uploads_do_not_grow_memory(model_dir: Path, log_dir: Path) -> N
     finally:
         server.stop()
     print(f"RSS before {before:.0f} MB, after each round {[round(m) for m in after_each]} MB")
-    assert max(after_each) < before + 400, (before, after_each)
+    assert max(after_each) < before + 200, (before, after_each)
     assert after_each[-1] < after_each[0] + 100, (before, after_each)
 
 
