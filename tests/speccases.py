@@ -209,6 +209,18 @@ BAD_SPECS = [
         "set value or valueFrom, not both",
     ),
     BadSpec(
+        "warmup-two-sources",
+        _set(
+            "spec.serving.warmup",
+            {
+                "samples": [{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}],
+                "configMapKeyRef": {"name": "samples", "key": "iris.json"},
+            },
+        ),
+        "spec.serving.warmup",
+        "warmup needs exactly one of samples or configMapKeyRef",
+    ),
+    BadSpec(
         "name-too-long",
         _set("metadata.name", "m" * 50),
         "metadata.name",

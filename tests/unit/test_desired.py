@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from modeldeploy.api.spec import Autoscaling, ModelDeploymentSpec
@@ -9,6 +11,7 @@ from modeldeploy.core.desired.deployment import build_deployment, model_location
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.references import Reference, references
 from modeldeploy.core.settings import Settings
 
 OWNER = Owner("fraud", "ml", "uid-1")
@@ -129,3 +132,54 @@ def test_hpa_targets_the_stable_revision_and_pdb_covers_all_pods():
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 9)
     pdb = build_pdb(OWNER)
     assert pdb["spec"]["selector"]["matchLabels"] == {"modeldeploy.io/deployment": "fraud"}
+
+
+def test_batching_is_asked_for_only_when_the_spec_sets_it():
+    """The server batches only on MODELSERVE_BATCHING=true: a model that combines rows along
+    its first axis must never see other clients' rows unless its owner asked for batching."""
+    plain = env_of(build_deployment(OWNER, spec(), Settings(), "fraud-abc", 1))
+    assert "MODELSERVE_BATCHING" not in plain
+    asked = env_of(
+        build_deployment(OWNER, spec(batching={"maxBatchSize": 8}), Settings(), "fraud-abc", 1)
+    )
+    assert asked["MODELSERVE_BATCHING"] == "true"
+    assert asked["MODELSERVE_MAX_BATCH_SIZE"] == "8"
+
+
+SAMPLE = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+def test_inline_warmup_samples_reach_the_server_as_a_file():
+    d = build_deployment(OWNER, spec(warmup={"samples": [SAMPLE]}), Settings(), "fraud-abc", 1)
+    template = d["spec"]["template"]
+    pod = template["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "warmup")
+    item = volume["downwardAPI"]["items"][0]
+    annotation = item["fieldRef"]["fieldPath"].split("'")[1]
+    # What the server reads is exactly the samples the user wrote, as a JSON array.
+    assert json.loads(template["metadata"]["annotations"][annotation]) == [SAMPLE]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "warmup")
+    assert mount["readOnly"] is True
+    assert env_of(d)["MODELSERVE_WARMUP_FILE"] == f"{mount['mountPath']}/{item['path']}"
+
+
+def test_warmup_samples_from_a_config_map_key_and_its_reference():
+    ref = {"name": "iris-samples", "key": "v2.json"}
+    s = spec(warmup={"configMapKeyRef": ref})
+    d = build_deployment(OWNER, s, Settings(), "fraud-abc", 1)
+    pod = d["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "warmup")
+    assert volume["configMap"] == {
+        "name": "iris-samples",
+        "items": [{"key": "v2.json", "path": "samples.json"}],
+    }
+    assert env_of(d)["MODELSERVE_WARMUP_FILE"].endswith("/samples.json")
+    # A missing ConfigMap is reported on the field that names it, not left as a stuck pod.
+    assert Reference("ConfigMap", "iris-samples", "spec.serving.warmup.configMapKeyRef.name") in (
+        references(s)
+    )
+
+
+def test_a_warmup_sample_without_inputs_is_refused_offline():
+    with pytest.raises(ValueError, match="needs `inputs`"):
+        spec(warmup={"samples": [{"parameters": {}}]})

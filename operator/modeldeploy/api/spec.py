@@ -83,13 +83,82 @@ class ResourceRequirements(ApiModel):
 
 
 class Batching(ApiModel):
-    """Dynamic batching: concurrent requests are merged into one inference call."""
+    """Dynamic batching, asked for: concurrent requests are merged into one inference call.
+
+    Opt-in, as Triton's max_batch_size is: a model may combine values along its first axis
+    (CumSum, Softmax over axis 0, sequence-first exports), and merging clients' rows would then
+    answer each client with others' data. So the server also checks at start that distinct rows
+    give the same answers batched as one by one, and keeps batching off (with a warning and the
+    gauge modelserve_batching_enabled 0) when they differ.
+    """
 
     max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
     """Most rows in one inference call (1 turns batching off)."""
     max_delay_ms: Annotated[int, Field(ge=0, le=1000)] = 2
     """Longest a request waits for others to join its batch, in milliseconds (0: batch only
     what queued while the model was busy, adding no delay)."""
+
+
+def _inference_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Offline twin of the schema below: an OIP v2 request names at least one input tensor."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not 1 <= len(inputs) <= 64:
+        raise ValueError("a warm-up sample needs `inputs`: a list of 1 to 64 input tensors")
+    if not all(isinstance(tensor, dict) for tensor in inputs):
+        raise ValueError("each of a warm-up sample's `inputs` is an object {name, shape, ...}")
+    return body
+
+
+InferenceRequestBody = Annotated[
+    dict[str, Any],
+    AfterValidator(_inference_request),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "inputs": {
+                    "description": "Input tensors: {name, shape, datatype, data}, as in an "
+                    "Open Inference Protocol v2 request.",
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 64,
+                    "items": opaque_schema("object"),
+                }
+            },
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    ),
+]
+
+
+class Warmup(ApiModel):
+    """Warm-up samples: Open Inference Protocol v2 request bodies run before a pod is Ready.
+
+    Without samples the server warms up on synthetic inputs, trying a few sizes for symbolic
+    dimensions, and still becomes Ready when none runs (it reports `warmup: skipped`). Samples
+    make the warm-up real for models that need real sizes (audio pads, detectors, recurrent
+    state), and they feed the start-up check of batching.
+    """
+
+    samples: Annotated[list[InferenceRequestBody] | None, Field(max_length=8)] = None
+    """Request bodies written here, as posted to /v2/models/NAME/infer (JSON tensors). Kept
+    small: they travel in a pod annotation (at most 256 KiB together with the others)."""
+    config_map_key_ref: KeySelector | None = None
+    """A ConfigMap key holding one request body or a JSON array of them, for larger samples."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.samples) != has(self.configMapKeyRef)",
+            message="warmup needs exactly one of samples or configMapKeyRef",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.samples is None) == (self.config_map_key_ref is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
 
 
 class Threads(ApiModel):
@@ -241,8 +310,11 @@ class Serving(ApiModel):
     resources: ResourceRequirements | None = None
     """CPU and memory requests and limits of the serving container."""
     batching: Batching | None = None
-    """Batching limits. Not set: the server batches greedily (whatever queued while the model
-    was busy, up to 32 rows) without adding delay."""
+    """Ask for dynamic batching, with these limits; the server checks at start that the model
+    answers batched rows as it answers them one by one. Not set: no batching (each request runs
+    alone), the safe default for models that combine rows."""
+    warmup: Warmup | None = None
+    """Warm-up samples run before a pod is Ready. Not set: synthetic inputs."""
     threads: Threads | None = None
     """ONNX Runtime thread pools."""
     env: Annotated[list[EnvVar] | None, Field(max_length=64)] = None

@@ -32,6 +32,11 @@ def references(spec: ModelDeploymentSpec) -> list[Reference]:
         )
     if serving.tls:
         refs.append(Reference("Secret", serving.tls.secret_name, "spec.serving.tls.secretName"))
+    warmup_ref = serving.warmup.config_map_key_ref if serving.warmup else None
+    if warmup_ref and not warmup_ref.optional:
+        refs.append(
+            Reference("ConfigMap", warmup_ref.name, "spec.serving.warmup.configMapKeyRef.name")
+        )
     for i, env in enumerate(serving.env or []):
         source = env.value_from
         if source and source.secret_key_ref and not source.secret_key_ref.optional:

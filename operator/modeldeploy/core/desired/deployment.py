@@ -10,9 +10,10 @@ and the server reads a plain file.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
-from modeldeploy.api.spec import ModelDeploymentSpec
+from modeldeploy.api.spec import ModelDeploymentSpec, Warmup
 from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import (
@@ -29,6 +30,12 @@ MODEL_CACHE: Final = "/var/cache/modelserve"
 PVC_ROOT: Final = "/mnt/models"
 TLS_DIR: Final = "/etc/modelserve/tls"
 AUTH_DIR: Final = "/etc/modelserve/auth"
+WARMUP_DIR: Final = "/etc/modelserve/warmup"
+WARMUP_FILE: Final = "samples.json"
+WARMUP_ANNOTATION: Final = "modeldeploy.io/warmup-samples"
+"""Inline warm-up samples travel in this pod annotation, projected as a file by the downward
+API: no extra child object to create, own and clean up, and a change of samples is a change of
+the pod template (a new revision), as a change of what a pod runs should be."""
 DRAIN_SECONDS: Final = 5
 """preStop sleep: endpoints controllers and kube-proxy stop routing before SIGTERM arrives."""
 
@@ -64,7 +71,11 @@ def _server_env(owner: Owner, spec: ModelDeploymentSpec, model_uri: str) -> list
         "MODELSERVE_MODEL_DIR": MODEL_CACHE,
         "MODELSERVE_LOG_FORMAT": "json",
     }
+    if serving.warmup:
+        env["MODELSERVE_WARMUP_FILE"] = f"{WARMUP_DIR}/{WARMUP_FILE}"
     if serving.batching:
+        # Opt-in: the server checks at start that batched rows equal rows run one by one.
+        env["MODELSERVE_BATCHING"] = "true"
         env["MODELSERVE_MAX_BATCH_SIZE"] = str(serving.batching.max_batch_size)
         env["MODELSERVE_MAX_DELAY_MS"] = str(serving.batching.max_delay_ms)
     if serving.threads:
@@ -125,6 +136,10 @@ def build_deployment(
     if serving.auth:
         volumes.append({"name": "auth", "secret": {"secretName": serving.auth.secret_ref.name}})
         mounts.append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
+    pod_annotations: dict[str, str] = {}
+    if serving.warmup:
+        volumes.append(_warmup_volume(serving.warmup, pod_annotations))
+        mounts.append({"name": "warmup", "mountPath": WARMUP_DIR, "readOnly": True})
     if serving.tls:
         volumes.append({"name": "tls", "secret": {"secretName": serving.tls.secret_name}})
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
@@ -194,6 +209,7 @@ def build_deployment(
                     "prometheus.io/scrape": "true",
                     "prometheus.io/port": str(HTTP_PORT),
                     "prometheus.io/path": "/metrics",
+                    **pod_annotations,
                 },
             },
             "spec": pod_spec,
@@ -214,6 +230,30 @@ def build_deployment(
         ),
         "spec": deployment_spec,
     }
+
+
+def _warmup_volume(warmup: Warmup, pod_annotations: dict[str, str]) -> dict[str, Any]:
+    """The volume holding the warm-up samples as one file, from a ConfigMap key or inline.
+
+    >>> annotations: dict[str, str] = {}
+    >>> volume = _warmup_volume(Warmup(samples=[{"inputs": [{"name": "x"}]}]), annotations)
+    >>> volume["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"]
+    "metadata.annotations['modeldeploy.io/warmup-samples']"
+    >>> annotations[WARMUP_ANNOTATION]
+    '[{"inputs":[{"name":"x"}]}]'
+    """
+    ref = warmup.config_map_key_ref
+    if ref is not None:
+        source: dict[str, Any] = {
+            "name": ref.name,
+            "items": [{"key": ref.key, "path": WARMUP_FILE}],
+        }
+        if ref.optional is not None:
+            source["optional"] = ref.optional
+        return {"name": "warmup", "configMap": source}
+    pod_annotations[WARMUP_ANNOTATION] = json.dumps(warmup.samples, separators=(",", ":"))
+    field = {"fieldPath": f"metadata.annotations['{WARMUP_ANNOTATION}']"}
+    return {"name": "warmup", "downwardAPI": {"items": [{"path": WARMUP_FILE, "fieldRef": field}]}}
 
 
 def _camel(snake: str) -> str:
