@@ -6,11 +6,11 @@ model, a plain `def` endpoint (FastAPI runs it in its thread pool), no batching.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import peer_args
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -58,11 +58,7 @@ def build(model: str) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = peer_args.parse()
     app = build(args.model)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

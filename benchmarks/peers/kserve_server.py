@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
 import onnxruntime as ort
+import peer_args
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 
 
@@ -30,11 +30,7 @@ class OnnxModel(Model):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = peer_args.parse()
     logging.disable(logging.CRITICAL)
     model = OnnxModel(args.name, args.model)
     ModelServer(

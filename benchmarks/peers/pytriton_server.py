@@ -6,21 +6,16 @@ benchmarks/serving.py).
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import onnxruntime as ort
+import peer_args
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = peer_args.parse()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
