@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from latency_buckets import LATENCY_BUCKETS
 from modeldeploy.api.spec import Analysis, MetricCheck
 from modeldeploy.api.status import AnalysisCheck
 from modeldeploy.core.analysis import (
@@ -35,12 +36,7 @@ from modeldeploy.core.analysis.builtin import errors
 from modeldeploy.core.analysis.statistical import rank_test
 from modeldeploy.core.analysis.stats import proportion_greater
 
-BOUNDS = (
-    0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0065, 0.008,
-    0.01, 0.013, 0.016, 0.02, 0.025, 0.032, 0.04, 0.05, 0.065, 0.08,
-    0.1, 0.13, 0.16, 0.2, 0.25, 0.32, 0.4, 0.5, 0.65, 0.8,
-    1.0, 1.3, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.5, 8.0, 10.0, math.inf,
-)  # fmt: skip
+BOUNDS = (*LATENCY_BUCKETS, math.inf)
 INTERVAL = 30.0
 ALL_METRICS = [
     MetricCheck(name="error-rate", max=0.1),

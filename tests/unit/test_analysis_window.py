@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from latency_buckets import LATENCY_BUCKETS
 from modeldeploy.core.analysis import (
     PodSample,
     RevisionSample,
@@ -19,15 +20,6 @@ from modeldeploy.core.analysis import (
 )
 from modeldeploy.core.analysis.samples import REQUESTS_TOTAL, label_set
 from modeldeploy.core.analysis.window import common_bounds, pod_delta, restarted
-
-# modelserve.metrics.LATENCY_BUCKETS, copied so these tests need no serving extras
-# (test_buckets_match_modelserve keeps the copy honest).
-LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0065, 0.008,
-    0.01, 0.013, 0.016, 0.02, 0.025, 0.032, 0.04, 0.05, 0.065, 0.08,
-    0.1, 0.13, 0.16, 0.2, 0.25, 0.32, 0.4, 0.5, 0.65, 0.8,
-    1.0, 1.3, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.5, 8.0, 10.0,
-)  # fmt: skip
 
 
 class FakePod:
