@@ -387,11 +387,14 @@ def check(
                               f"--max-batch-size {max_rows}, and {source} gave none")  # fmt: skip
     rows = sum(count for _, count in group)
     what = f"{len(group)} requests ({rows} rows) from {source}"
+    merged = {name: np.concatenate([feeds[name] for feeds, _ in group]) for name in group[0][0]}
+    if distinct_rows(merged) < 2:
+        return Finding("off", f"the batching check needs distinct rows, and {what} are all "
+                              "alike: give warm-up samples whose rows differ")  # fmt: skip
     try:
         alone = [model.probe(feeds) for feeds, _ in group]
     except Exception as exc:
         return Finding("off", f"a request from {source} fails alone: {one_line(exc)}")
-    merged = {name: np.concatenate([feeds[name] for feeds, _ in group]) for name in group[0][0]}
     try:
         batched = model.probe(merged)
     except Exception as exc:
@@ -412,6 +415,21 @@ def check(
             return Finding("off", f"output {name!r} differs when {what} are batched: the model "
                                   f"combines values along its first dimension")  # fmt: skip
     return Finding("on", f"checked at start-up: {what} answer batched as they do alone")
+
+
+def distinct_rows(feeds: Feeds) -> int:
+    """How many different rows (all inputs' values along the first axis together) `feeds`
+    holds: copies of one row answer alike batched or alone, even from a model that mixes rows
+    (a maximum over the batch), so they prove nothing."""
+    columns = [array.reshape(array.shape[0], -1) for array in feeds.values() if array.ndim]
+    if not columns:
+        return 0
+    rows = {
+        tuple(column[row].tobytes() if column.dtype.kind != "O" else tuple(column[row].tolist())
+              for column in columns)
+        for row in range(columns[0].shape[0])
+    }  # fmt: skip
+    return len(rows)
 
 
 def _mergeable(requests: Sequence[tuple[Feeds, int]], max_rows: int) -> list[tuple[Feeds, int]]:

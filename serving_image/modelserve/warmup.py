@@ -29,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from .batching import check
+from .batching import batch_key, check, distinct_rows
 from .codec import InferRequest, decode_v2, encode_v2
 from .errors import ModelLoadError, ServeError
 from .model import Feeds, Finding, Model, one_line
@@ -225,12 +225,23 @@ def _zeros(model: Model, leading: int, other: int) -> Feeds:
 
 
 def _sample_requests(model: Model, decoded: Sequence[InferRequest]) -> list[tuple[Feeds, int]]:
-    """The samples as the check's requests; a lone sample gets variants with other float values
-    (its integers may be token ids or sizes, so they are kept), so rows differ."""
+    """The samples as the check's requests. A lone sample, or samples whose rows are all
+    alike, get variants with other values (floats moved, the sample's own integers, booleans
+    and strings shuffled: token ids stay valid ids), so rows differ: copies of one row cannot
+    show a model that mixes rows."""
     requests = [(request.feeds, request.rows) for request in decoded]
-    if len(requests) < 2 and decoded:
+    if decoded and (len(requests) < 2 or _alike(requests)):
         requests += _variants(model, decoded[0].feeds, randomize_all=False)
     return requests
+
+
+def _alike(requests: Sequence[tuple[Feeds, int]]) -> bool:
+    """Whether the requests (of one shape) hold a single distinct row between them."""
+    if len({batch_key(feeds) for feeds, _ in requests}) != 1:
+        return False
+    names = list(requests[0][0])
+    merged = {name: np.concatenate([feeds[name] for feeds, _ in requests]) for name in names}
+    return distinct_rows(merged) < 2
 
 
 def _variants(model: Model, feeds: Feeds, *, randomize_all: bool) -> list[tuple[Feeds, int]]:
@@ -255,7 +266,8 @@ def _distinct(array: np.ndarray[Any, Any], rng: np.random.Generator, everything:
         spread = float(np.std(array)) or 1.0
         return (array + rng.standard_normal(array.shape) * spread).astype(array.dtype)
     if not everything:
-        return array
+        # The sample's own values in another order: what was a valid id or flag still is.
+        return rng.permutation(array.reshape(-1)).reshape(array.shape)
     if kind in "iu":
         return rng.integers(0, 3, size=array.shape).astype(array.dtype)
     if kind == "b":

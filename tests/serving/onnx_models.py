@@ -137,3 +137,22 @@ def softmax_rows(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
     )
     return _save(graph, path)
+
+
+def token_max(path: Path) -> Path:
+    """A text model that pools across the batch: `input_ids` INT64 [batch, seq] → embedding
+    [batch, seq, 4] minus its maximum over axis 0. Rows alike give the same answer batched and
+    alone (each row is its own maximum), so only distinct token ids show it mixes rows."""
+    table = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "input_ids"], ["embedded"]),
+            helper.make_node("ReduceMax", ["embedded"], ["peak"], axes=[0], keepdims=1),
+            helper.make_node("Sub", ["embedded", "peak"], ["y"]),
+        ],
+        "token_max",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)

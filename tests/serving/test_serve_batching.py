@@ -20,7 +20,7 @@ import servekit
 from modelserve.batching import Batcher
 from modelserve.metrics import Metrics
 from modelserve.model import Feeds, Model, SessionOptions
-from modelserve.warmup import prepare
+from modelserve.warmup import Samples, prepare
 
 
 def histogram(metrics: str, name: str) -> tuple[float, float]:
@@ -224,6 +224,7 @@ def mixing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx_models.softmax_rows(root / "softmax_rows.onnx")
     onnx_models.recurrent(root / "recurrent.onnx")
     onnx_models.unrunnable(root / "unrunnable.onnx")
+    onnx_models.token_max(root / "token_max.onnx")
     return root
 
 
@@ -363,3 +364,52 @@ def test_the_check_in_process(mixing: Path, model_dir: Path) -> None:
         assert load(model_dir, name).batching.state == "on", name
     assert load(model_dir, "mlp", batching=False).batching.state == "off"
     assert load(model_dir, "fixed").batching.reason == "input 'input' has a fixed first dimension"
+
+
+def token_sample(*rows: list[int]) -> bytes:
+    return orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input_ids",
+                    "shape": [len(rows), len(rows[0])],
+                    "datatype": "INT64",
+                    "data": [t for r in rows for t in r],
+                }
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "bodies",
+    [
+        pytest.param((token_sample([5, 7, 9]),), id="one-row-sample"),
+        pytest.param((token_sample([5, 7, 9]), token_sample([5, 7, 9])), id="two-alike"),
+    ],
+)
+def test_the_check_needs_distinct_rows_from_integer_samples(
+    mixing: Path, bodies: tuple[bytes, ...]
+) -> None:
+    """A lone one-row sample of token ids: its variants used to keep the integers, so the check
+    merged copies of one row, which a model pooling across the batch answers as it does alone.
+    Batching went on, and 563 of 960 concurrent one-row requests got other clients' values.
+    The variants now shuffle the sample's own integers (still valid ids), and a check that
+    still sees only one distinct row leaves batching off, saying so."""
+    model = Model.load(mixing / "token_max.onnx", name="token_max", version="1", sha256="-",
+                       options=SessionOptions())  # fmt: skip
+    prepare(model, samples=Samples(mixing / "samples.json", bodies), batching=True)
+    assert model.batching.state == "off", model.batching
+    if len(bodies) == 1:
+        assert "combines values along its first dimension" in model.batching.reason
+
+
+def test_a_check_of_copies_of_one_row_says_so(mixing: Path) -> None:
+    """Samples whose every row is the same, and no value to shuffle: nothing shows whether the
+    model mixes rows, so batching stays off with that reason."""
+    model = Model.load(mixing / "token_max.onnx", name="token_max", version="1", sha256="-",
+                       options=SessionOptions())  # fmt: skip
+    samples = Samples(mixing / "samples.json", (token_sample([5, 5], [5, 5]),))
+    prepare(model, samples=samples, batching=True)
+    assert model.batching.state == "off", model.batching
+    assert "distinct rows" in model.batching.reason
