@@ -320,6 +320,11 @@ def _requested_outputs(items: Any, model: Model) -> tuple[list[str] | None, set[
         name = item.get("name") if isinstance(item, dict) else None
         if not isinstance(name, str):
             raise BadRequestError(f"outputs[{index}]: 'name' must be a string")
+        if name in model.unserved:
+            raise BadRequestError(
+                f"output '{name}' has type {model.unserved[name]}, which no OIP tensor carries; "
+                f"served outputs: {', '.join(model.output_names)}"
+            )
         if name not in model.output_by_name:
             known = ", ".join(model.output_names)
             raise BadRequestError(

@@ -90,9 +90,9 @@ def _meaningful(dim: Any) -> bool:
     )
 
 
-def _spec(arg: Any) -> TensorSpec:
+def _spec(arg: Any, kind: str = "input") -> TensorSpec:
     if arg.type not in ONNX_TYPES:
-        raise ModelLoadError(f"tensor {arg.name!r} has type {arg.type}, which is not served")
+        raise ModelLoadError(f"{kind} {arg.name!r} has type {arg.type}, which is not served")
     datatype, dtype = ONNX_TYPES[arg.type]
     dims = arg.shape or []
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in dims)
@@ -143,7 +143,18 @@ class Model:
         self.sha256 = sha256
         self.load_seconds = load_seconds
         self.inputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in session.get_inputs())
-        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in session.get_outputs())
+        # Outputs no OIP tensor can carry (skl2onnx's default ZipMap: a sequence of maps) are
+        # left out, by name and type, rather than refuse the tensors beside them (the label).
+        outputs = session.get_outputs()
+        self.unserved: dict[str, str] = {
+            a.name: a.type for a in outputs if a.type not in ONNX_TYPES
+        }
+        served = [a for a in outputs if a.type in ONNX_TYPES]
+        if not served:
+            first = outputs[0]
+            raise ModelLoadError(f"output {first.name!r} has type {first.type}, which is not "
+                                 "served, and the model has no tensor output to serve")  # fmt: skip
+        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(a, "output") for a in served)
         self.input_by_name = {spec.name: spec for spec in self.inputs}
         self.output_by_name = {spec.name: spec for spec in self.outputs}
         self.output_names = [spec.name for spec in self.outputs]
@@ -178,13 +189,22 @@ class Model:
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelLoadError(f"not a valid ONNX model: {path}: {exc}") from exc
-        return cls(
+        model = cls(
             session,
             name=name,
             version=version,
             sha256=sha256,
             load_seconds=time.perf_counter() - started,
         )
+        if model.unserved:
+            log.warning(
+                "model %r: output(s) %s not served: no OIP tensor carries a sequence or a map "
+                "(skl2onnx's default ZipMap: export the classifier with options={'zipmap': "
+                "False} to serve its probabilities as a tensor)",
+                name,
+                model.unserved_text(),
+            )
+        return model
 
     def metadata(self) -> dict[str, Any]:
         """The OIP model metadata response.
@@ -199,28 +219,36 @@ class Model:
             "inputs": [s.metadata() for s in self.inputs],
             "outputs": [s.metadata() for s in self.outputs],
         }
-        if self.warmup.state != "ok":
+        if self.warmup.state != "ok" or self.unserved:
             metadata["parameters"] = self.parameters()
         return metadata
 
     def parameters(self) -> dict[str, str]:
-        """What start-up found: warm-up and batching, each with the reason."""
-        return {
+        """What start-up found: warm-up and batching, each with the reason, and the outputs
+        left out because no tensor carries them."""
+        found = {
             "warmup": self.warmup.state,
             "warmup_reason": self.warmup.reason,
             "batching": self.batching.state,
             "batching_reason": self.batching.reason,
         }
+        if self.unserved:
+            found["unserved_outputs"] = self.unserved_text()
+        return found
+
+    def unserved_text(self) -> str:
+        """The outputs left out, with their types: "probabilities (seq(map(...)))"."""
+        return ", ".join(f"{name} ({kind})" for name, kind in self.unserved.items())
 
     def run(
         self, feeds: Mapping[str, np.ndarray[Any, Any]], outputs: Sequence[str] | None = None
     ) -> Feeds:
         """Run the session; blocking, so call it from a worker thread."""
-        if outputs:
-            return dict(zip(outputs, self.session.run(list(outputs), feeds), strict=True))
-        return dict(zip(self.output_names, self.session.run(None, feeds), strict=True))
+        names = list(outputs) if outputs else self.output_names
+        return dict(zip(names, self.session.run(names, feeds), strict=True))
 
     def probe(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Feeds:
         """Run the session without ONNX Runtime's own error log: for start-up inferences that
         may fail by design (a size the model rejects), whose failure the caller reports."""
-        return dict(zip(self.output_names, self.session.run(None, feeds, _QUIET), strict=True))
+        names = self.output_names
+        return dict(zip(names, self.session.run(names, feeds, _QUIET), strict=True))

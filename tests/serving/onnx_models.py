@@ -156,3 +156,37 @@ def token_max(path: Path) -> Path:
         [numpy_helper.from_array(table, "table")],
     )
     return _save(graph, path)
+
+
+def zipmap_classifier(path: Path, *, with_label: bool = True) -> Path:
+    """A classifier as skl2onnx exports it by default: `X` FP32 [batch, 3] → `label` INT64
+    [batch] (the arg-max) and `probabilities`, a ZipMap: a sequence of {class: probability}
+    maps, which no OIP tensor can carry. Without the label, that map is the only output."""
+    maps = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(
+            TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+        )
+    )
+    nodes = [
+        helper.make_node("Softmax", ["X"], ["scores"], axis=1),
+        helper.make_node("ZipMap", ["scores"], ["probabilities"], domain="ai.onnx.ml",
+                         classlabels_int64s=[0, 1, 2]),
+    ]  # fmt: skip
+    outputs = [helper.make_value_info("probabilities", maps)]
+    if with_label:
+        nodes.append(helper.make_node("ArgMax", ["X"], ["label"], axis=1, keepdims=0))
+        outputs.insert(0, helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+    graph = helper.make_graph(
+        nodes,
+        "zipmap_classifier",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 3])],
+        outputs,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)],
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
