@@ -47,6 +47,11 @@ MAX_VALUES: Final = 1 << 24
 CHECK_REQUESTS: Final = 4
 
 
+# What a sample is, said wherever a file holds something else (a binary-extension body).
+JSON_ONLY: Final = ("warm-up samples are JSON request bodies with tensor values in 'data'; the "
+                    "binary tensor extension is not read from a file")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Samples:
     """Warm-up request bodies, each one JSON object, and the file they came from."""
@@ -66,7 +71,9 @@ def read_samples(path: Path) -> Samples:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise ModelLoadError(f"warm-up file {path} is not valid JSON: {exc}") from None
+        raise ModelLoadError(
+            f"warm-up file {path} is not valid JSON: {exc} ({JSON_ONLY})"
+        ) from None
     if isinstance(data, dict):
         items = [data]
     elif isinstance(data, list):
@@ -144,8 +151,9 @@ def _decode(model: Model, samples: Samples, reject_nonfinite: bool) -> list[Infe
         try:
             decoded.append(decode_v2(body, model, reject_nonfinite=reject_nonfinite))
         except ServeError as exc:
+            hint = f" ({JSON_ONLY})" if "binary_data_size" in exc.message else ""
             raise ModelLoadError(
-                f"warm-up file {samples.path}: sample {number}: {exc.message}"
+                f"warm-up file {samples.path}: sample {number}: {exc.message}{hint}"
             ) from None
     return decoded
 

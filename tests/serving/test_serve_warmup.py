@@ -200,6 +200,36 @@ def test_warmup_file_contents_are_checked_before_the_model_loads(
     assert str(path) in str(error.value)
 
 
+BINARY_HEAD = (
+    b'{"inputs": [{"name": "x", "shape": [1, 5], "datatype": "FP32", '
+    b'"parameters": {"binary_data_size": 20}}]}'
+)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(BINARY_HEAD + np.ones(5, np.float32).tobytes(), id="header-and-tensors"),
+        pytest.param(BINARY_HEAD, id="header-only"),
+    ],
+)
+def test_a_binary_extension_warmup_file_says_samples_are_json(
+    models: Path, tmp_path: Path, content: bytes
+) -> None:
+    """A body saved from a binary-extension client: either it is not JSON ("str is not valid
+    UTF-8: surrogates not allowed" was all it said), or its header asks for an
+    Inference-Header-Content-Length that a file cannot give. Both now say what a sample is."""
+    path = tmp_path / "binary.json"
+    path.write_bytes(content)
+    model = Model.load(models / "unrunnable.onnx", name="unrunnable", version="1", sha256="-",
+                       options=SessionOptions())  # fmt: skip
+    with pytest.raises(ModelLoadError) as error:
+        prepare(model, samples=read_samples(path))
+    assert str(path) in str(error.value)
+    assert "values in 'data'" in str(error.value)
+    assert "binary tensor extension" in str(error.value)
+
+
 def test_a_missing_warmup_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="cannot read it") as error:
         read_samples(tmp_path / "absent.json")
