@@ -221,6 +221,48 @@ BAD_SPECS = [
         "warmup needs exactly one of samples or configMapKeyRef",
     ),
     BadSpec(
+        "env-duplicate-name",
+        _set("spec.serving.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "spec.serving.env",
+        "each environment variable name at most once",
+    ),
+    BadSpec(
+        "env-operator-name",
+        _set("spec.serving.env", [{"name": "MODELSERVE_PORT", "value": "9000"}]),
+        "spec.serving.env[0].name",
+        "is set by the operator",
+    ),
+    BadSpec(
+        "extended-resource-without-limit",
+        _set("spec.serving.resources", {"requests": {"nvidia.com/gpu": 1}}),
+        "spec.serving.resources.limits",
+        "extended resources such as nvidia.com/gpu need a limit",
+    ),
+    BadSpec(
+        "metric-min-above-max",
+        _set("spec.rollout.analysis.metrics", [{"name": "request-rate", "min": 10, "max": 5}]),
+        "spec.rollout.analysis.metrics[0].min",
+        "min must be less than or equal to max",
+    ),
+    BadSpec(
+        "scale-down-delay-out-of-range",
+        _set("spec.rollout.scaleDownDelay", "3000000h"),
+        "spec.rollout.scaleDownDelay",
+        "at most 2562047h",
+    ),
+    BadSpec(
+        "interval-out-of-range",
+        _set("spec.rollout.analysis.interval", "99999999999999h"),
+        "spec.rollout.analysis.interval",
+        "at most 2562047h",
+    ),
+    BadSpec(
+        "pause-out-of-range",
+        _set("spec.rollout.steps", [{"setWeight": 10, "pause": "2562048h"}]),
+        "spec.rollout.steps[0].pause",
+        "at most 2562047h",
+    ),
+    BadSpec(
         "name-too-long",
         _set("metadata.name", "m" * 50),
         "metadata.name",

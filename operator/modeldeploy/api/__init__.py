@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
+from modeldeploy.api.action import action_problem
 from modeldeploy.api.base import ApiModel
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
@@ -19,6 +20,7 @@ VERSION: Final = "v1alpha1"
 KIND: Final = "ModelDeployment"
 PLURAL: Final = "modeldeployments"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
+ACTION_ANNOTATION: Final = f"{GROUP}/action"
 
 
 class ObjectMeta(ApiModel):
@@ -31,6 +33,17 @@ class ObjectMeta(ApiModel):
     ]
     """At most 45 characters, so NAME-<hash> and NAME-canary stay valid Service names."""
     namespace: str | None = None
+    annotations: dict[str, str] | None = None
+
+    @field_validator("annotations")
+    @classmethod
+    def _check_action(cls, annotations: dict[str, str] | None) -> dict[str, str] | None:
+        """The action annotation's form (the API server cannot check annotations)."""
+        action = (annotations or {}).get(ACTION_ANNOTATION)
+        problem = action_problem(action) if action is not None else None
+        if action is not None and problem:
+            raise ValueError(f"{problem}; got {action[:80]!r}")
+        return annotations
 
 
 class ModelDeployment(ApiModel):

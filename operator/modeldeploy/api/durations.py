@@ -23,6 +23,15 @@ DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DURATION_HINT: Final = "must be a duration such as 250ms, 30s, 2m or 1h30m (units ms, s, m, h)"
 _PART: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DURATION: Final = "2562047h"
+"""The longest duration accepted anywhere: the API server's CEL `duration()` holds a Go
+`time.Duration` (int64 nanoseconds, at most 2562047h47m16.854775807s) and fails on anything
+longer with an error a user cannot act on, so the CRD and this module refuse it first, in
+whole hours."""
+MAX_DURATION_SECONDS: Final = 2562047 * 3600.0
+MAX_DURATION_HINT: Final = (
+    f"must be at most {MAX_DURATION}, the longest duration the API server's CEL duration() holds"
+)
 
 
 def parse_duration(text: str) -> float:
@@ -35,7 +44,30 @@ def parse_duration(text: str) -> float:
     """
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} {DURATION_HINT}")
-    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _PART.findall(text))
+    seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _PART.findall(text))
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} {MAX_DURATION_HINT}")
+    return seconds
+
+
+def cel_seconds(text: str) -> str:
+    """A CEL expression for the seconds in the duration string `text` (a CEL expression that
+    matches DURATION_PATTERN), computed without `duration()`, which fails on long ones.
+
+    Kubernetes' CEL libraries give findAll, substring and a list's sum.
+    """
+    part = (
+        "p.endsWith('ms') ? double(p.substring(0, size(p) - 2)) / 1000.0"
+        " : p.endsWith('h') ? double(p.substring(0, size(p) - 1)) * 3600.0"
+        " : p.endsWith('m') ? double(p.substring(0, size(p) - 1)) * 60.0"
+        " : double(p.substring(0, size(p) - 1))"
+    )
+    return f"{text}.findAll(r'{_PART.pattern.replace('?:', '')}').map(p, {part}).sum()"
+
+
+def cel_in_range(text: str) -> str:
+    """CEL: the duration string `text` (matching DURATION_PATTERN) is at most MAX_DURATION."""
+    return f"{cel_seconds(text)} <= {MAX_DURATION_SECONDS}"
 
 
 def format_duration(seconds: float) -> str:

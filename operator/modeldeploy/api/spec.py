@@ -7,6 +7,7 @@ docstring becomes its description in the CRD and in docs/api.md.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from itertools import pairwise
@@ -15,7 +16,12 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
-from modeldeploy.api.durations import DURATION_PATTERN, DurationString
+from modeldeploy.api.durations import (
+    DURATION_PATTERN,
+    MAX_DURATION_HINT,
+    DurationString,
+    cel_in_range,
+)
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -27,6 +33,19 @@ from modeldeploy.api.types import (
 
 URI_SCHEMES: Final = ("http://", "https://", "s3://", "pvc://", "file:///")
 BUILTIN_METRICS: Final = ("error-rate", "latency-p50", "latency-p95", "latency-p99", "request-rate")
+OPERATOR_ENV: Final = (
+    "MODELSERVE_MODEL", "MODELSERVE_NAME", "MODELSERVE_VERSION", "MODELSERVE_SHA256",
+    "MODELSERVE_PORT", "MODELSERVE_MODEL_DIR", "MODELSERVE_LOG_FORMAT", "MODELSERVE_WARMUP_FILE",
+    "MODELSERVE_BATCHING", "MODELSERVE_MAX_BATCH_SIZE", "MODELSERVE_MAX_DELAY_MS",
+    "MODELSERVE_INTRA_OP_THREADS", "MODELSERVE_INTER_OP_THREADS", "MODELSERVE_JWT_SECRET_FILE",
+    "MODELSERVE_JWT_PUBLIC_KEY_FILE", "MODELSERVE_JWT_AUDIENCE", "MODELSERVE_JWT_ISSUER",
+    "MODELSERVE_AUTH_TOKEN_FILE", "MODELSERVE_TLS_CERT", "MODELSERVE_TLS_KEY",
+)  # fmt: skip
+"""Every variable the Deployment builder (core/desired/deployment.py) may set from the spec.
+A user variable of the same name would be a second entry in the container's env list, which
+server-side apply refuses; so these names, and only these, are refused in spec.serving.env (a
+MODELSERVE_ flag the operator does not set, such as MODELSERVE_MAX_QUEUE, stays the user's).
+The builder writes no other name: a unit test builds every option and compares."""
 
 
 def _cel_list(items: tuple[str, ...]) -> str:
@@ -73,6 +92,16 @@ class ModelSource(ApiModel):
 # --- serving ---------------------------------------------------------------------------------
 
 
+def _extended(resource: str) -> bool:
+    """A resource outside Kubernetes' own domain (nvidia.com/gpu), which is never overcommitted.
+
+    >>> _extended("nvidia.com/gpu"), _extended("cpu"), _extended("example.kubernetes.io/x")
+    (True, False, False)
+    """
+    domain, slash, _ = resource.partition("/")
+    return bool(slash) and domain != "kubernetes.io" and not domain.endswith(".kubernetes.io")
+
+
 class ResourceRequirements(ApiModel):
     """CPU and memory for each serving container, as in a Pod spec."""
 
@@ -80,6 +109,24 @@ class ResourceRequirements(ApiModel):
     """Minimum resources the scheduler reserves, e.g. {cpu: 500m, memory: 512Mi}."""
     limits: Annotated[dict[str, Quantity] | None, Field(max_length=16)] = None
     """Maximum resources the container may use."""
+
+    cel_rules = (
+        CelRule(
+            rule="!has(self.requests) || self.requests.all(r, !r.contains('/') || "
+            "r.split('/')[0] == 'kubernetes.io' || r.split('/')[0].endsWith('.kubernetes.io') || "
+            "(has(self.limits) && r in self.limits))",
+            message="extended resources such as nvidia.com/gpu need a limit: Kubernetes never "
+            "overcommits them, so set resources.limits to the amount requested",
+            field_path=".limits",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_extended(self) -> Self:
+        limits = self.limits or {}
+        if any(_extended(r) and r not in limits for r in self.requests or {}):
+            raise ValueError(self.cel_rules[0].message)
+        return self
 
 
 class Batching(ApiModel):
@@ -231,12 +278,20 @@ class EnvVar(ApiModel):
             rule="!(has(self.value) && has(self.valueFrom))",
             message="set value or valueFrom, not both",
         ),
+        CelRule(
+            rule=f"!(self.name in {_cel_list(OPERATOR_ENV)})",
+            message="this name is set by the operator from the spec (spec.serving.batching, "
+            "threads, warmup, auth, tls or spec.model): set that field instead",
+            field_path=".name",
+        ),
     )
 
     @model_validator(mode="after")
     def _check_value(self) -> Self:
         if self.value is not None and self.value_from is not None:
             raise ValueError(self.cel_rules[0].message)
+        if self.name in OPERATOR_ENV:
+            raise ValueError(self.cel_rules[1].message)
         return self
 
 
@@ -317,8 +372,17 @@ class Serving(ApiModel):
     """Warm-up samples run before a pod is Ready. Not set: synthetic inputs."""
     threads: Threads | None = None
     """ONNX Runtime thread pools."""
-    env: Annotated[list[EnvVar] | None, Field(max_length=64)] = None
-    """Extra environment variables of the serving container."""
+    env: Annotated[
+        list[EnvVar] | None,
+        Field(
+            max_length=64,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = None
+    """Extra environment variables of the serving container, each name at most once."""
     node_selector: Annotated[dict[str, str] | None, Field(max_length=32)] = None
     """Run only on nodes with these labels."""
     tolerations: Annotated[list[Toleration] | None, Field(max_length=32)] = None
@@ -335,6 +399,23 @@ class Serving(ApiModel):
     """Require a bearer token or JWT on inference requests."""
     tls: Tls | None = None
     """Serve HTTPS instead of HTTP."""
+
+    cel_rules = (
+        CelRule(
+            rule="!has(self.env) || self.env.all(e, self.env.filter(f, f.name == e.name)"
+            ".size() == 1)",
+            message="each environment variable name at most once: the container gets one "
+            "value per name",
+            field_path=".env",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_env(self) -> Self:
+        names = [e.name for e in self.env or []]
+        if len(set(names)) != len(names):
+            raise ValueError(self.cel_rules[0].message)
+        return self
 
 
 # --- autoscaling -----------------------------------------------------------------------------
@@ -413,11 +494,19 @@ class Step(ApiModel):
             message="pause must be a duration such as 60s or 2m, or 'indefinite'",
             field_path=".pause",
         ),
+        CelRule(
+            rule=f"!has(self.pause) || !self.pause.matches(r'{DURATION_PATTERN}') || "
+            + cel_in_range("self.pause"),
+            message=f"pause {MAX_DURATION_HINT}",
+            field_path=".pause",
+        ),
     )
 
     @model_validator(mode="after")
     def _check_pause(self) -> Self:
         if self.pause not in (None, INDEFINITE) and not isinstance(self.pause, DurationString):
+            if re.fullmatch(DURATION_PATTERN, self.pause):  # the right form, too long
+                raise ValueError(self.cel_rules[1].message)
             raise ValueError(self.cel_rules[0].message)
         return self
 
@@ -506,6 +595,11 @@ class MetricCheck(ApiModel):
             message="set max, min or both, so the check has a limit",
             field_path=".max",
         ),
+        CelRule(
+            rule="!has(self.max) || !has(self.min) || self.min <= self.max",
+            message="min must be less than or equal to max: no value could pass both",
+            field_path=".min",
+        ),
     )
 
     @model_validator(mode="after")
@@ -514,6 +608,8 @@ class MetricCheck(ApiModel):
             raise ValueError(self.cel_rules[0].message)
         if self.max is None and self.min is None:
             raise ValueError(self.cel_rules[1].message)
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(self.cel_rules[2].message)
         return self
 
 

@@ -6,17 +6,47 @@ that restarts mid-rollout resumes at the same step. Lists are bounded so the obj
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from modeldeploy.api.base import ApiModel
 from modeldeploy.api.types import Percent
 
 HISTORY_LIMIT = 20
 CHECKS_LIMIT = 20
+HANDLED_ACTION_LIMIT: Final = 128
+
+
+def _cut(limit: int) -> BeforeValidator:
+    """Free text longer than the status holds is cut, with a mark, rather than refused: a
+    message quoting the API server or a user's input must never stop the status from being
+    written (identities, such as revision names, are never cut: cut, they would name another)."""
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            return value[: limit - 3] + "..."
+        return value
+
+    return BeforeValidator(cut)
+
+
+def fit_handled_action(action: str) -> str:
+    """An action annotation as `status.handledAction` records it: unchanged when it fits, else
+    shortened with a digest of the whole, so another long value still reads as a new action.
+
+    >>> fit_handled_action("promote@2026-01-01T00:00:00Z")
+    'promote@2026-01-01T00:00:00Z'
+    >>> len(fit_handled_action("promote@" + "x" * 300))
+    128
+    """
+    if len(action) <= HANDLED_ACTION_LIMIT:
+        return action
+    digest = "...sha256:" + hashlib.sha256(action.encode()).hexdigest()[:16]
+    return action[: HANDLED_ACTION_LIMIT - len(digest)] + digest
 
 
 class Phase(StrEnum):
@@ -39,7 +69,7 @@ class Condition(ApiModel):
         Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"),
     ]
     """A CamelCase word for programs."""
-    message: Annotated[str, Field(max_length=32768)] = ""
+    message: Annotated[str, _cut(32768), Field(max_length=32768)] = ""
     """A sentence for people."""
     last_transition_time: datetime
     """When status last changed."""
@@ -75,7 +105,7 @@ class MetricResult(ApiModel):
     """Value measured on the new revision."""
     stable_value: float | None = None
     """Value measured on the stable revision over the same interval."""
-    limit: Annotated[str | None, Field(max_length=64)] = None
+    limit: Annotated[str | None, _cut(64), Field(max_length=64)] = None
     """The limit it was held to, as written in the spec."""
     p_value: Annotated[float | None, Field(ge=0, le=1)] = None
     """p-value of the statistical test, when the statistical judge ran one."""
@@ -127,7 +157,7 @@ class HistoryEntry(ApiModel):
     """Model URI of that revision."""
     event: HistoryEvent
     """What happened to the revision."""
-    message: Annotated[str, Field(max_length=1024)] = ""
+    message: Annotated[str, _cut(1024), Field(max_length=1024)] = ""
     """Why, in a sentence."""
 
 
@@ -162,13 +192,17 @@ class ModelDeploymentStatus(ApiModel):
     last_promotion_time: datetime | None = None
     """When the last promotion happened (scaleDownDelay counts from here)."""
     canary_weight: Percent = 0
-    """Percent of traffic the new revision gets now."""
+    """Percent of live traffic the new revision gets now, as the routing really gives it: 0
+    for a BlueGreen candidate and before the new revision has a ready pod. Under replicaRatio
+    the pod counts give the nearest share (docs/api.md: replicaRatio); while the canary grows
+    to full size after its last step, the share its pod count gives (50 % at full size)."""
     current_step: Annotated[int | None, Field(ge=0)] = None
     """Index into spec.rollout.steps of the step in progress."""
     step_started_at: datetime | None = None
     """When the current step began (pauses count from here)."""
-    handled_action: Annotated[str | None, Field(max_length=128)] = None
-    """The last `modeldeploy.io/action` annotation acted on (promote, abort, retry, undo)."""
+    handled_action: Annotated[str | None, Field(max_length=HANDLED_ACTION_LIMIT)] = None
+    """The last `modeldeploy.io/action` annotation acted on (promote, abort, retry, undo), or
+    refused; one longer than 128 characters is recorded shortened, with a digest."""
     replicas: Annotated[int, Field(ge=0)] = 0
     """Serving pods of all revisions."""
     ready_replicas: Annotated[int, Field(ge=0)] = 0
@@ -177,6 +211,10 @@ class ModelDeploymentStatus(ApiModel):
     """Label selector of the serving pods (for the scale subresource)."""
     url: Annotated[str | None, Field(max_length=2048)] = None
     """Where clients in the cluster call the model."""
+    preview_url: Annotated[str | None, Field(max_length=2048)] = None
+    """While a new revision is rolled out: where tests and smoke traffic reach it directly
+    (the NAME-canary Service, the preview). A BlueGreen candidate gets no live traffic before
+    the switch, whatever the router; requests sent here are what its analysis judges."""
     analysis: AnalysisStatus | None = None
     """Analysis record of the rollout in progress."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = Field(

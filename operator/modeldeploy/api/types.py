@@ -11,7 +11,13 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
-from modeldeploy.api.durations import DURATION_HINT, DURATION_PATTERN, DurationString
+from modeldeploy.api.durations import (
+    DURATION_HINT,
+    DURATION_PATTERN,
+    MAX_DURATION_HINT,
+    DurationString,
+    cel_in_range,
+)
 
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
 # Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
@@ -27,23 +33,36 @@ def _positive_duration(duration: DurationString) -> DurationString:
     return duration
 
 
-def _cel_duration(extra: str, message: str) -> dict[str, Any]:
+def _cel_duration(*extra: dict[str, str]) -> dict[str, Any]:
+    """A duration's schema: its form, then its range (checked only on the right form), then
+    `extra` rules, which may call `duration(self)`: they run only on strings it can hold."""
+    well_formed = f"self.matches(r'{DURATION_PATTERN}')"
     return {
         "type": "string",
         "maxLength": 32,
         "x-kubernetes-validations": [
-            {"rule": f"self.matches(r'{DURATION_PATTERN}'){extra}", "message": message}
+            {"rule": well_formed, "message": DURATION_HINT},
+            {"rule": f"!{well_formed} || {cel_in_range('self')}", "message": MAX_DURATION_HINT},
+            *(
+                {"rule": f"!({well_formed} && {cel_in_range('self')}) || {e['rule']}",
+                 "message": e["message"]}
+                for e in extra
+            ),
         ],
-    }
+    }  # fmt: skip
 
 
-Duration = Annotated[DurationString, WithJsonSchema(_cel_duration("", DURATION_HINT))]
-"""A non-negative Go-style duration string."""
+Duration = Annotated[DurationString, WithJsonSchema(_cel_duration())]
+"""A non-negative Go-style duration string, at most MAX_DURATION."""
 
 PositiveDuration = Annotated[
     DurationString,
     AfterValidator(_positive_duration),
-    WithJsonSchema(_cel_duration(" && duration(self) > duration('0s')", POSITIVE_DURATION_HINT)),
+    WithJsonSchema(
+        _cel_duration(
+            {"rule": "duration(self) > duration('0s')", "message": POSITIVE_DURATION_HINT}
+        )
+    ),
 ]
 """A Go-style duration string greater than zero."""
 

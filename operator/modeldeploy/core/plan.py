@@ -340,7 +340,8 @@ def _status(
         phase = rollout.phase
     elif spec.paused:
         phase = Phase.PAUSED
-    elif progressing.status == "True" or ready_cond.status != "True":
+    elif progressing.status == "True" or ready_cond.reason not in ("Serving", "ScaledToZero"):
+        # Scaled to zero on purpose is settled (Progressing says Complete), not in progress.
         phase = Phase.PROGRESSING
     else:
         phase = Phase.HEALTHY
