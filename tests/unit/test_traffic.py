@@ -104,10 +104,17 @@ def test_each_router_says_what_it_owns_and_how_the_entry_service_selects():
     for router in (ratio, routed):
         split = router.split(OWNER, 4, 25, "fraud-new", None)
         assert {o["kind"] for o in split.objects} <= {k.kind for k in router.kinds}
-    # Behind one entry Service every revision's pods take traffic; behind a router, stable's.
-    assert ratio.entry_selector("fraud", "fraud-a") == {"modeldeploy.io/deployment": "fraud"}
-    assert routed.entry_selector("fraud", "fraud-a") == {
+    # Behind one entry Service every revision's pods take traffic while a canary takes a
+    # weighted share; behind a router, stable's only.
+    assert ratio.entry_selector("fraud", "fraud-a", "fraud-b") == {
+        "modeldeploy.io/deployment": "fraud"}  # fmt: skip
+    assert routed.entry_selector("fraud", "fraud-a", "fraud-b") == {
         "modeldeploy.io/deployment": "fraud", "modeldeploy.io/revision": "fraud-a"}  # fmt: skip
+    # Without a weighted canary (BlueGreen, a candidate growing for a switch), stable's only
+    # under every router: the candidate is reached through the preview Service alone.
+    for router in (ratio, routed):
+        assert router.entry_selector("fraud", "fraud-a", None) == {
+            "modeldeploy.io/deployment": "fraud", "modeldeploy.io/revision": "fraud-a"}  # fmt: skip
     # So only a router can keep the previous revision running, idle, after a promotion.
     delay = timedelta(seconds=30)
     assert ratio.scale_down_delay(delay) == timedelta(0)

@@ -33,7 +33,13 @@ from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
 from modeldeploy.core.events import Event
 from modeldeploy.core.live import LiveChildren, LiveRevision
-from modeldeploy.core.naming import entry_service, label_selector, owner_selector, revision_name
+from modeldeploy.core.naming import (
+    canary_service,
+    entry_service,
+    label_selector,
+    owner_selector,
+    revision_name,
+)
 from modeldeploy.core.revision import serving_template, template_hash
 from modeldeploy.core.rollout import Action, RolloutState, decide
 from modeldeploy.core.settings import Settings
@@ -115,16 +121,22 @@ def plan(
         if stable_state and spec.autoscaling
         else _base_replicas(spec)
     )
+    outgoing = _outgoing(rollout, revisions, demand)
+    if outgoing and spec.autoscaling:  # the incoming side takes over the load the HPA sized
+        demand = max(demand, revisions[outgoing].replicas)
     canary_state = revisions.get(rollout.canary or "")
-    weight = rollout.weight if canary_state and canary_state.ready_replicas > 0 else 0
+    live_weight = rollout.weight if canary_state and canary_state.ready_replicas > 0 else 0
     match = spec.rollout.match if spec.rollout.strategy == Strategy.AB_TEST else None
     # Size the canary for its step's weight from the start (it must come up to be judged), but
     # route to it only once it has a ready pod.
-    sizing = router.split(owner, demand, rollout.weight, rollout.canary, match)
-    split = router.split(owner, demand, weight, rollout.canary, match)
+    sizing = router.split(owner, demand, rollout.weight, rollout.canary, match, rollout.full_size)
+    split = router.split(owner, demand, live_weight, rollout.canary, match, rollout.full_size)
+    weight = split.weight
 
     delay = router.scale_down_delay(spec.rollout.scale_down_delay.delta)
     replicas = _replicas(rollout, revisions, now, wake, demand, sizing.canary_replicas, delay)
+    if outgoing:
+        replicas[outgoing] = revisions[outgoing].replicas  # serves until the other is ready
     wanted: list[tuple[dict[str, Any], bool]] = []  # (object, scale only)
     for name, count in replicas.items():
         state = revisions.get(name)
@@ -138,8 +150,10 @@ def plan(
     out.delete.extend((DEPLOYMENT.kind, n) for n in _expired(rollout, target, revisions, spec))
 
     if rollout.stable:
-        entry = router.entry_selector(owner.name, rollout.stable)
-        services = build_services(owner, rollout.stable, rollout.canary, entry=entry)
+        answering = outgoing or rollout.stable  # whom the entry and stable Services select
+        weighted = rollout.canary if weight > 0 else None
+        entry = router.entry_selector(owner.name, answering, weighted)
+        services = build_services(owner, answering, rollout.canary, entry=entry)
         scaling = [build_hpa(owner, spec.autoscaling, rollout.stable)] if spec.autoscaling else []
         for obj in [*services, *split.objects, *scaling, build_pdb(owner)]:
             wanted.append((obj, False))
@@ -152,7 +166,7 @@ def plan(
     out.writes = writes(wanted, live.children, status)
 
     out.status = _status(
-        owner, spec, generation, status, live, rollout, target, history, now, weight, split
+        owner, spec, generation, status, live, rollout, target, history, now, split, outgoing
     )
     if live.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
@@ -179,6 +193,21 @@ def _history(
     return HistoryEntry(time=whole_seconds(now), revision=revision.name,
                         model_version=revision.model_version, model_uri=revision.model_uri,
                         event=event, message=message)  # fmt: skip
+
+
+def _outgoing(rollout: RolloutState, revisions: dict[str, LiveRevision], demand: int) -> str | None:
+    """The revision that keeps serving while the one just made stable comes up (an undo, or a
+    switch seen before all the new pods were ready): the previous revision, while it has ready
+    pods, more of them than the new stable one, and the new one is short of its size. Traffic
+    moves, and the previous side shrinks, only once the new side is Ready at the stable size,
+    so no switch is ever an outage or a drop in capacity."""
+    if not rollout.previous or not rollout.stable or rollout.previous == rollout.canary:
+        return None  # (a retried revision is a candidate again: it takes its weight only)
+    before, after = revisions.get(rollout.previous), revisions.get(rollout.stable)
+    if before is None or before.ready_replicas == 0:
+        return None
+    ready = after.ready_replicas if after else 0
+    return rollout.previous if ready < demand and ready < before.ready_replicas else None
 
 
 def _replicas(
@@ -267,11 +296,12 @@ def _status(
     target: str,
     history: list[HistoryEntry],
     now: datetime,
-    weight: int,
     split: Split,
+    outgoing: str | None,
 ) -> ModelDeploymentStatus:
     revisions = live.revisions
-    stable = revisions.get(rollout.stable or "")
+    weight = split.weight
+    stable = revisions.get(outgoing or rollout.stable or "")
     canary = revisions.get(rollout.canary or "")
     replicas = sum(r.replicas for r in revisions.values())
     ready = sum(r.ready_replicas for r in revisions.values())
@@ -312,7 +342,13 @@ def _status(
             "Ready", "False", "PodsNotReady", "waiting for the serving pods to become ready"
         )
 
-    if rollout.progressing:
+    if outgoing:
+        progressing = ConditionUpdate(
+            "Progressing", "True", "Switching",
+            f"revision {rollout.stable} is coming up; {outgoing} serves until its pods are "
+            "ready",
+        )  # fmt: skip
+    elif rollout.progressing:
         progressing = rollout.progressing
     elif rollout.canary:
         pods = f"{canary.ready_replicas}/{canary.replicas} pods ready" if canary else "creating"
@@ -349,6 +385,7 @@ def _status(
     model = spec.model.name or owner.name
     scheme = "https" if spec.serving.tls else "http"
     candidate = rollout.canary is not None
+    preview = f"{scheme}://{canary_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}"
     return ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase,
@@ -360,6 +397,7 @@ def _status(
         ready_replicas=ready,
         selector=label_selector(owner_selector(owner.name)),
         url=f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
+        preview_url=preview if candidate else None,
         history=history[-HISTORY_LIMIT:],
         stable_revision=_ref(rollout.stable, revisions, spec, target),
         canary_revision=_ref(rollout.canary, revisions, spec, target),

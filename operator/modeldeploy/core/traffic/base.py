@@ -24,6 +24,9 @@ class Split:
     canary_replicas: int
     effective_weight: float
     """Share of requests the canary really gets, in percent (replica ratios are coarse)."""
+    weight: int = 0
+    """The weight the status reports: the one asked for, or under replicaRatio, while the
+    canary runs at full size next to stable, the whole percent its pod count really gives."""
     objects: list[dict[str, Any]] = field(default_factory=list)
     """Routing objects to apply (an HTTPRoute), besides the Services."""
 
@@ -39,12 +42,17 @@ class Router(Protocol):
         weight: int,
         canary: str | None,
         match: list[MatchRule] | None,
+        full_size: bool = False,
     ) -> Split:
-        """Replica counts and routing objects that give `canary` about `weight` percent."""
+        """Replica counts and routing objects that give `canary` about `weight` percent of
+        live traffic. `full_size`: the canary runs at least at the stable side's size (before
+        a switch, or BlueGreen's candidate) whatever its weight."""
         ...
 
-    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:
-        """The pods the entry Service (what clients call) selects."""
+    def entry_selector(self, owner: str, stable: str, weighted: str | None) -> dict[str, str]:
+        """The pods the entry Service (what clients call) selects. `weighted`: the candidate
+        when it takes a share of live traffic now (weight above 0, a ready pod), else None:
+        then no client may reach it through the entry Service, whatever the router."""
         ...
 
     def scale_down_delay(self, configured: timedelta) -> timedelta:

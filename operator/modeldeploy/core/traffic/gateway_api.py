@@ -6,8 +6,14 @@ API has no cookie match, so a cookie rule becomes a regular expression on the Co
 With `mirror`, stable traffic is also copied to the canary and its answers dropped.
 
 The canary's size follows its share of traffic, rounded up, so it is never starved:
-c = ceil(demand * w / 100), at least 1 while a canary exists (it must answer matched or
-mirrored requests even at weight 0).
+c = ceil(demand * w / 100), at least 1 while a canary exists (it must answer matched
+requests even at weight 0). With `mirror` the default rule copies every request it matches
+(those it sends the canary too) to the canary, so the canary answers (100 + w) % of the
+stable side's load: c = ceil(demand * (100 + w) / 100). Before a switch it runs at least at
+the stable side's size.
+
+The entry Service selects the stable revision only: clients that bypass the route (in-cluster
+calls to `NAME`) never reach a candidate.
 """
 
 from __future__ import annotations
@@ -105,12 +111,23 @@ class GatewayApiRouter:
         weight: int,
         canary: str | None,
         match: list[MatchRule] | None,
+        full_size: bool = False,
     ) -> Split:
-        c = max(1, math.ceil(demand * weight / 100)) if canary else 0
         route = build_route(owner, self.config, weight, canary is not None, match)
-        return Split(demand, c, float(weight) if canary else 0.0, [route])
+        if not canary:
+            return Split(demand, 0, 0.0, 0, [route])
+        load = weight + (100 if self.config.mirror else 0)  # percent of the stable side's
+        c = max(1, math.ceil(demand * load / 100))
+        if full_size:
+            c = max(c, demand)
+        return Split(demand, c, float(weight), weight, [route])
 
-    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:
+    def entry_selector(
+        self,
+        owner: str,
+        stable: str,
+        weighted: str | None,  # noqa: ARG002
+    ) -> dict[str, str]:
         """The stable revision's pods: clients that bypass the route reach stable only."""
         return revision_selector(owner, stable)
 

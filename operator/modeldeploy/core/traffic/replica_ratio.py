@@ -11,6 +11,13 @@ Worked examples (demand 2): w=10 → c=1 → 33 %; w=50 → c=2 → 50 %. With d
 c=1 → 9.1 %; w=25 → c=3 → 23 %. The granularity is one pod: with few replicas a small weight
 over-shoots, which the status reports as the effective weight. Use gatewayAPI for exact
 weights, header matches (ABTest) and shadow traffic.
+
+The entry Service selects every revision's pods only while the canary takes a weighted share;
+otherwise it selects the stable revision alone. So a BlueGreen candidate, a candidate growing
+to full size for an Immediate switch or a `modeldeploy promote`, and a canary without a ready
+pod get no live request; tests reach them through `NAME-canary`, the preview Service. When
+the last canary step is done and the canary grows to the stable side's size next to it, the
+two sides share the traffic by their pod counts, and the status says so (50 % at full size).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import ClassVar
 from modeldeploy.api.spec import MatchRule
 from modeldeploy.core.children import ChildKind
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.naming import owner_selector
+from modeldeploy.core.naming import owner_selector, revision_selector
 from modeldeploy.core.traffic.base import Split
 
 
@@ -51,14 +58,22 @@ class ReplicaRatio:
         weight: int,
         canary: str | None,
         match: list[MatchRule] | None,  # noqa: ARG002
+        full_size: bool = False,
     ) -> Split:
-        c = canary_replicas(demand, weight) if canary else 0
+        if not canary:
+            return Split(demand, 0, 0.0)
+        c = canary_replicas(demand, weight)
+        if full_size:
+            c = max(c, demand)
         total = demand + c
-        return Split(demand, c, 100.0 * c / total if total else 0.0)
+        share = 100.0 * c / total if weight > 0 and total else 0.0
+        said = weight if not full_size or weight == 0 else round(share)
+        return Split(demand, c, share, said)
 
-    def entry_selector(self, owner: str, stable: str) -> dict[str, str]:  # noqa: ARG002
-        """Every revision's pods: the replica counts split the traffic."""
-        return owner_selector(owner)
+    def entry_selector(self, owner: str, stable: str, weighted: str | None) -> dict[str, str]:
+        """Every revision's pods while the canary takes a weighted share (the replica counts
+        split the traffic), else the stable revision's only."""
+        return owner_selector(owner) if weighted else revision_selector(owner, stable)
 
     def scale_down_delay(self, configured: timedelta) -> timedelta:  # noqa: ARG002
         """None: behind the entry Service every running pod takes traffic, so after a
