@@ -659,11 +659,15 @@ class Analysis(ApiModel):
     """Time between checks; each check looks at the requests of the last interval."""
     min_requests: Annotated[int, Field(ge=0, le=1_000_000_000)] = 100
     """Requests a revision must have served in an interval before a check can pass or fail;
-    fewer makes the check Inconclusive, never Failed."""
+    fewer makes the check Inconclusive, never Failed. A check counts as a pass only on at least
+    this many requests, and at least one, even when set to 0: nothing is promoted on silence."""
     failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
     """Failed checks in a row that roll the new revision back."""
     iterations: Annotated[int, Field(ge=1, le=1000)] = 10
-    """Passing checks needed to promote in ABTest and BlueGreen rollouts."""
+    """Checks passed on real traffic (see minRequests) needed to promote in ABTest and
+    BlueGreen rollouts. Quiet checks do not count: a BlueGreen candidate takes no live traffic,
+    so send requests to its preview Service (status.previewUrl, NAME-canary) or run
+    `modeldeploy promote`; until then the rollout waits (reason AwaitingVerification)."""
     judge: Judge = Judge.THRESHOLD
     """threshold: each metric within its limits. statistical: also compare the new revision
     with the stable one over the same interval (two-proportion test for errors, rank test for
@@ -748,7 +752,8 @@ class Rollout(ApiModel):
 
     strategy: Strategy = Strategy.CANARY
     """Canary: shift traffic in steps. ABTest: send matching requests to the candidate.
-    BlueGreen: run the candidate at full size without traffic, then switch at once.
+    BlueGreen: run the candidate at full size without live traffic under every router (tests
+    reach it through the preview Service NAME-canary), then switch at once.
     Immediate: switch without analysis."""
     steps: Annotated[list[Step], Field(min_length=1, max_length=20)] = Field(
         default_factory=_default_steps

@@ -98,7 +98,8 @@ def plan(
             promoted_at=status.last_promotion_time,
         )  # fmt: skip
     else:
-        rollout = decide(spec, status, target, revisions, check, action, now)
+        rollout = decide(spec, status, target, revisions, check, action, now,
+                         preview_url(owner, spec))  # fmt: skip
     # The watch cache may not show a Deployment applied a moment ago: a revision the status
     # already names is not new, so its creation is announced once.
     known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
@@ -177,6 +178,13 @@ def plan(
         if degraded_before is None or message not in degraded_before.message:
             out.events.append(Event("Warning", problem.reason, message))
     return out
+
+
+def preview_url(owner: Owner, spec: ModelDeploymentSpec) -> str:
+    """Where a candidate is reached directly, before and besides live traffic: NAME-canary."""
+    scheme = "https" if spec.serving.tls else "http"
+    model = spec.model.name or owner.name
+    return f"{scheme}://{canary_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}"
 
 
 def _alive(name: str | None, revisions: dict[str, LiveRevision]) -> str | None:
@@ -385,7 +393,6 @@ def _status(
     model = spec.model.name or owner.name
     scheme = "https" if spec.serving.tls else "http"
     candidate = rollout.canary is not None
-    preview = f"{scheme}://{canary_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}"
     return ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase,
@@ -397,7 +404,7 @@ def _status(
         ready_replicas=ready,
         selector=label_selector(owner_selector(owner.name)),
         url=f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
-        preview_url=preview if candidate else None,
+        preview_url=preview_url(owner, spec) if candidate else None,
         history=history[-HISTORY_LIMIT:],
         stable_revision=_ref(rollout.stable, revisions, spec, target),
         canary_revision=_ref(rollout.canary, revisions, spec, target),

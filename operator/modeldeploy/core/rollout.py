@@ -8,11 +8,17 @@ Strategies
 - Canary: `steps` of setWeight/pause. The pause clock of a step starts once the canary has a
   ready pod; a step ends when its pause is over and the latest check since it began passed.
   After the last step the canary is scaled to the stable side's size, then takes over.
-- BlueGreen: the candidate runs at full size without traffic; after `iterations` checks without
-  a failure (checks see smoke-test traffic sent to NAME-canary, if any) it takes over at once.
-- ABTest: requests matching `match` go to the candidate; after `iterations` passed checks it is
-  scaled up and takes over.
+- BlueGreen: the candidate runs at full size without live traffic (whatever the router), reached
+  only through NAME-canary, the preview Service; after `iterations` checks that passed on real
+  traffic (requests sent to the preview) it takes over at once.
+- ABTest: requests matching `match` go to the candidate; after `iterations` checks that passed
+  on real traffic it is scaled up and takes over.
 - Immediate: the candidate takes over as soon as all its pods are ready, without analysis.
+
+Nothing is promoted on silence: a check counts as a pass only when the candidate answered at
+least `minRequests` requests (and at least one) in its interval. Without such checks a BlueGreen
+or ABTest rollout waits (Progressing reason AwaitingVerification) for traffic to the preview or
+for `modeldeploy promote`; a Canary step does not advance.
 
 Outcomes
 - `failureLimit` failed checks in a row: rollback. Traffic returns to stable, the candidate is
@@ -107,7 +113,10 @@ def decide(
     check: AnalysisCheck | None,
     action: Action | None,
     now: datetime,
+    preview_url: str | None = None,
 ) -> RolloutState:
+    """`preview_url`: where the candidate is reached directly (named in what a waiting rollout
+    asks of the user)."""
     out = RolloutState(
         stable=_alive(status.stable_revision.name if status.stable_revision else None, revisions),
         previous=_alive(
@@ -171,9 +180,7 @@ def decide(
     if ready and out.step_started_at is None:
         out.step_started_at = now  # a step's pause counts from when the canary can answer
     if check is not None:
-        # BlueGreen has no live traffic by design: a quiet (Inconclusive) check counts as good.
-        quiet_is_good = strategy == Strategy.BLUE_GREEN
-        out.analysis = _record(out, check, spec.rollout.analysis.failure_limit, quiet_is_good)
+        out.analysis = _record(out, check, spec)
         if out.analysis.consecutive_failures >= spec.rollout.analysis.failure_limit:
             _rollback(out, target, _failure_summary(check))
             return out
@@ -185,20 +192,21 @@ def decide(
     elif strategy == Strategy.BLUE_GREEN:
         out.full_size = True
         if state is not None and state.fully_ready and _iterations_done(spec, out):
-            passed = f"{spec.rollout.analysis.iterations} checks without a failure"
-            _switch(out, target, passed, now)
+            _switch(out, target, _passed_on_traffic(spec), now)
             return out
     elif strategy == Strategy.AB_TEST and _iterations_done(spec, out):
         out.full_size = True
         if state is not None and state.fully_ready:
-            _switch(out, target, f"{spec.rollout.analysis.iterations} checks passed", now)
+            _switch(out, target, _passed_on_traffic(spec), now)
             return out
+    if strategy in (Strategy.BLUE_GREEN, Strategy.AB_TEST) and ready:
+        _awaiting_verification(spec, out, preview_url)
     if out.canary != target:  # switched by _canary
         return out
     if ready:
         next_check = _next_check(out, interval, now)
         out.wake_at = min(out.wake_at, next_check) if out.wake_at else next_check
-    if waiting and out.canary:
+    if waiting and out.canary and strategy == Strategy.CANARY:
         out.phase = Phase.PAUSED
         out.progressing = ConditionUpdate(
             "Progressing", "Unknown", "NotEnoughData",
@@ -207,6 +215,27 @@ def decide(
             "when traffic returns (or lower analysis.minRequests)",
         )  # fmt: skip
     return out
+
+
+def _passed_on_traffic(spec: ModelDeploymentSpec) -> str:
+    return f"{spec.rollout.analysis.iterations} checks passed on real traffic"
+
+
+def _awaiting_verification(
+    spec: ModelDeploymentSpec, out: RolloutState, preview_url: str | None
+) -> None:
+    """What a BlueGreen or ABTest rollout waits for, said where `kubectl describe` shows it."""
+    analysis = spec.rollout.analysis
+    passed = out.analysis.passed_checks if out.analysis else 0
+    where = f"to {preview_url}" if preview_url else "to the preview Service NAME-canary"
+    if spec.rollout.strategy == Strategy.AB_TEST:
+        where = f"matching rollout.match, or {where},"
+    out.progressing = ConditionUpdate(
+        "Progressing", "True", "AwaitingVerification",
+        f"{passed}/{analysis.iterations} checks passed on real traffic; send requests {where} "
+        f"(at least {max(analysis.min_requests, 1)} per {analysis.interval}) or run "
+        "`modeldeploy promote`",
+    )  # fmt: skip
 
 
 def _weight(spec: ModelDeploymentSpec, out: RolloutState) -> int:
@@ -247,6 +276,7 @@ def _canary(
     passed_since_start = (
         latest is not None
         and latest.verdict == Verdict.PASSED
+        and on_real_traffic(latest, spec.rollout.analysis.min_requests)
         and latest.time >= out.step_started_at
     )
     if now >= due and passed_since_start:
@@ -265,10 +295,17 @@ def _canary(
         out.wake_at = due
 
 
-def _record(
-    out: RolloutState, check: AnalysisCheck, failure_limit: int, quiet_is_good: bool
-) -> AnalysisStatus:
+def on_real_traffic(check: AnalysisCheck, min_requests: int) -> bool:
+    """Did the candidate answer enough requests in the check's interval for it to count as a
+    pass? At least `minRequests`, and at least one: a pass on nothing is silence. A check whose
+    metrics carry no request count (custom PromQL) passed on data its queries found."""
+    counts = [r.requests for r in check.results if r.requests is not None]
+    return not counts or max(counts) >= max(min_requests, 1)
+
+
+def _record(out: RolloutState, check: AnalysisCheck, spec: ModelDeploymentSpec) -> AnalysisStatus:
     """The candidate's analysis record with one more check."""
+    failure_limit = spec.rollout.analysis.failure_limit
     record = out.analysis or AnalysisStatus()
     checks = [*record.checks, check][-CHECKS_KEPT:]
     if check.verdict == Verdict.FAILED:
@@ -278,13 +315,14 @@ def _record(
         out.events.append(Event("Warning", "AnalysisFailed", said))
         return record.model_copy(update={"checks": checks, "consecutive_failures": failures,
                                          "inconclusive_since": None})  # fmt: skip
-    if check.verdict == Verdict.PASSED:
+    if check.verdict == Verdict.PASSED and on_real_traffic(
+        check, spec.rollout.analysis.min_requests
+    ):
         return record.model_copy(update={"checks": checks, "consecutive_failures": 0,
                                          "passed_checks": record.passed_checks + 1,
                                          "inconclusive_since": None})  # fmt: skip
-    return record.model_copy(update={
+    return record.model_copy(update={  # Inconclusive, or a pass on silence: no verdict
         "checks": checks,
-        "passed_checks": record.passed_checks + (1 if quiet_is_good else 0),
         "inconclusive_since": record.inconclusive_since or whole_seconds(check.time),
     })  # fmt: skip
 
