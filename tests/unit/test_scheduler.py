@@ -218,3 +218,40 @@ def test_a_forgotten_object_is_never_reconciled_again():
         assert rec.calls == []
 
     asyncio.run(scenario())
+
+
+def test_a_failing_object_backs_off_and_events_do_not_cut_the_wait():
+    async def scenario() -> None:
+        rec = Recorder()
+        rec.answer["fraud"] = lambda: Reconciled(writes=1, failed=1)  # refused every time
+        rec.answer["iris"] = lambda: Reconciled(wake_at=datetime.now(UTC))  # due on every tick
+        s = Scheduler(
+            reconcile=rec.reconcile, post_event=rec.post_event, children=lambda _key: [],
+            resync_seconds=0.0, tick_seconds=TICK, backoff=lambda n: 0.1 * 2 ** (n - 1),
+        )  # fmt: skip
+        s.track(KEY, body("1"))
+        s.track(OTHER, body(name="iris"))
+        task = asyncio.create_task(s.resync_forever())
+        started = time.monotonic()
+        await s.run(KEY)
+        for version in range(2, 12):  # watch events (its own status writes) while it waits
+            s.track(KEY, body(str(version)))
+            await s.run(KEY)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.2 - (time.monotonic() - started))
+        # Tries at 0, 0.1, 0.3, 0.7 s (1.5 s is the next): not one per tick or per event.
+        assert rec.count() == 4
+        assert rec.count("iris") > 50  # the other object went on every tick meanwhile
+        failing = s.tracked[KEY]
+        assert failing.failures == 4
+        # A spec change (a new generation) ends the wait at once.
+        s.track(KEY, {"metadata": {**body("20")["metadata"], "generation": 2}})
+        await s.run(KEY)
+        assert rec.count() == 5
+        rec.answer["fraud"] = Reconciled
+        s.track(KEY, {"metadata": {**body("21")["metadata"], "generation": 3}})
+        await s.run(KEY)
+        assert (rec.count(), failing.failures) == (6, 0)  # a success resets the count
+        task.cancel()
+
+    asyncio.run(scenario())

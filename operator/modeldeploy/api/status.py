@@ -105,7 +105,7 @@ class MetricResult(ApiModel):
     """Value measured on the new revision."""
     stable_value: float | None = None
     """Value measured on the stable revision over the same interval."""
-    limit: Annotated[str | None, _cut(64), Field(max_length=64)] = None
+    limit: Annotated[str, _cut(64), Field(max_length=64)] | None = None
     """The limit it was held to, as written in the spec."""
     p_value: Annotated[float | None, Field(ge=0, le=1)] = None
     """p-value of the statistical test, when the statistical judge ran one."""

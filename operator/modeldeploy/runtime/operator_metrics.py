@@ -25,6 +25,16 @@ API_READS: Final = Counter(
     "Reads sent to the API server outside the watch streams (reference checks).",
     ["kind"],
 )
+APPLY_FAILURES: Final = Counter(
+    "modeldeploy_apply_failures_total",
+    "Writes the API server refused (a child's apply or delete, or a status), by kind; each "
+    "makes the object Degraded and its next reconcile wait a backoff.",
+    ["kind"],
+)
+BACKING_OFF: Final = Gauge(
+    "modeldeploy_backing_off_objects",
+    "ModelDeployments waiting a backoff after failed reconciles.",
+)
 MANAGED: Final = Gauge(
     "modeldeploy_managed_objects", "Objects the operator currently manages, by kind.", ["kind"]
 )

@@ -2,6 +2,10 @@
 
 Called by the kopf handlers for events and on the resync timer; idempotent, so running it
 twice, or after a restart, does no harm. It writes only what differs from the live objects.
+
+No input stops the status from being written: a write the API server refuses is carried on
+past and reported (Degraded, an Event, a metric; core/failures.py), a refused status is
+replaced by one saying so, and the caller backs off by `Reconciled.failed`.
 """
 
 from __future__ import annotations
@@ -12,21 +16,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ParamSpec
+from typing import Any, Literal, ParamSpec
 
 from pydantic import ValidationError
 
+from modeldeploy.api.action import action_problem
 from modeldeploy.api.spec import ModelDeploymentSpec
-from modeldeploy.api.status import ModelDeploymentStatus, Phase
+from modeldeploy.api.status import ModelDeploymentStatus, Phase, fit_handled_action
+from modeldeploy.core.actions import impossible_action, pending_action, verb
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.events import Event
+from modeldeploy.core.failures import Failure, degraded
 from modeldeploy.core.live import LiveChildren
 from modeldeploy.core.naming import ACTION_ANNOTATION
 from modeldeploy.core.plan import plan, target_revision
 from modeldeploy.core.rollout import ACTIONS, Action, analysis_due
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import operator_metrics
+from modeldeploy.runtime.errors import KubeError
 from modeldeploy.runtime.kube import SCALE_MANAGER, Kube
 from modeldeploy.runtime.providers import MetricsProviders
 
@@ -37,10 +45,12 @@ P = ParamSpec("P")
 @dataclass
 class Reconciled:
     """What one reconcile did and asks of its caller: Events to post, how many writes it sent
-    (none: everything was in place), and when it must run again at the latest."""
+    (none: everything was in place), how many the API server refused (the caller backs off),
+    and when it must run again at the latest."""
 
     events: list[Event] = field(default_factory=list)
     writes: int = 0
+    failed: int = 0
     wake_at: datetime | None = None
 
 
@@ -55,7 +65,7 @@ def _counted(run: Callable[P, Reconciled]) -> Callable[P, Reconciled]:
         except Exception:
             operator_metrics.RECONCILES.labels(result="error").inc()
             raise
-        operator_metrics.RECONCILES.labels(result="ok").inc()
+        operator_metrics.RECONCILES.labels(result="failed" if reconciled.failed else "ok").inc()
         operator_metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
         return reconciled
 
@@ -98,12 +108,15 @@ def reconcile(
         })  # fmt: skip
         out.events.append(Event("Warning", "InvalidSpec", message))
         out.wake_at = now
-        _sync_status(kube, owner, stored, status_before, failed, out)
+        _sync_status(kube, owner, stored, status_before, failed, out, now, generation)
         return out
 
     seen = LiveChildren.index(children, spec, owner.namespace, kube.exists)
-    requested = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-    action = pending_action(requested, status_before.handled_action)
+    requested = pending_action(
+        (meta.get("annotations") or {}).get(ACTION_ANNOTATION), status_before.handled_action
+    )
+    named = verb(requested) if requested else None
+    action: Action | None = next((a for a in ACTIONS if a == named), None)
     check = None
     target = target_revision(owner, spec, settings)
     if providers and analysis_due(spec, status_before, target, seen.revisions, now):
@@ -114,12 +127,15 @@ def reconcile(
         owner, spec, generation, status_before, seen, settings, now, check=check, action=action
     )
     status = decided.status
-    if requested and requested != status_before.handled_action:
-        status = status.model_copy(update={"handled_action": requested})
+    if requested:
+        # Recorded as handled (shortened when long, so the status always holds it): a refused
+        # annotation is reported once, not on every reconcile.
+        status = status.model_copy(update={"handled_action": fit_handled_action(requested)})
         if action is None:
-            hint = "use promote, abort, retry or undo (modeldeploy ACTION NAME)"
-            message = f"{ACTION_ANNOTATION}={requested!r} is not an action: {hint}"
-            out.events.append(Event("Warning", "UnknownAction", message))
+            message = f"{action_problem(requested)}; got {requested[:80]!r}, ignored"
+            out.events.append(Event("Warning", "InvalidAction", message))
+        elif impossible := impossible_action(action, status_before, target):
+            out.events.append(impossible)
     out.events.extend(decided.events)
     out.wake_at = decided.wake_at
     operator_metrics.record_status(owner.namespace, owner.name, status)
@@ -129,42 +145,45 @@ def reconcile(
         if event.reason in ("Promoted", "RolledBack"):
             operator_metrics.OUTCOMES.labels(owner.namespace, owner.name, event.reason).inc()
 
+    failures: list[Failure] = []
     for write in decided.writes:
         obj = write.obj
         kind, name = obj["kind"], obj["metadata"]["name"]
-        if write.scale_only:
-            kube.apply(obj, manager=SCALE_MANAGER)
-            log.info("%s %s/%s scaled to %s", kind, owner.namespace, name, obj["spec"]["replicas"])
-        else:
-            kube.apply(obj)
-            done = "configured" if (kind, name) in seen.children else "created"
-            log.info("%s %s/%s %s", kind, owner.namespace, name, done)
+        try:
+            if write.scale_only:
+                kube.apply(obj, manager=SCALE_MANAGER)
+                replicas = obj["spec"]["replicas"]
+                log.info("%s %s/%s scaled to %s", kind, owner.namespace, name, replicas)
+            else:
+                kube.apply(obj)
+                done = "configured" if (kind, name) in seen.children else "created"
+                log.info("%s %s/%s %s", kind, owner.namespace, name, done)
+        except KubeError as exc:  # the other children do not depend on this one: go on
+            failures.append(_failed("ApplyFailed", kind, name, exc))
+            continue
         out.writes += 1
         if write.repair:
             out.events.append(Event("Normal", "Repaired", write.repair))
     for kind, name in decided.delete:
-        kube.delete(kind, owner.namespace, name)
+        try:
+            kube.delete(kind, owner.namespace, name)
+        except KubeError as exc:
+            failures.append(_failed("DeleteFailed", kind, name, exc))
+            continue
         out.writes += 1
         out.events.append(Event("Normal", "Deleted", f"deleted {kind} {name} (no longer needed)"))
-    _sync_status(kube, owner, stored, status_before, status, out)
+    status, reported = degraded(status_before, status, failures, now, generation)
+    out.events.extend(reported)
+    out.failed += len(failures)
+    _sync_status(kube, owner, stored, status_before, status, out, now, generation)
     return out
 
 
-def pending_action(requested: str | None, handled: str | None) -> Action | None:
-    """The user's command in the action annotation, if it was not acted on yet.
-
-    >>> pending_action("promote@2026-01-01T00:00:00Z", None)
-    'promote'
-    >>> pending_action("promote@2026-01-01T00:00:00Z", "promote@2026-01-01T00:00:00Z") is None
-    True
-    """
-    if not requested or requested == handled:
-        return None
-    verb = requested.partition("@")[0]
-    for known in ACTIONS:
-        if verb == known:
-            return known
-    return None
+def _failed(reason: Literal["ApplyFailed", "DeleteFailed"], kind: str, name: str,
+            exc: KubeError) -> Failure:  # fmt: skip
+    log.warning("%s", exc)
+    operator_metrics.APPLY_FAILURES.labels(kind=kind).inc()
+    return Failure(reason, kind, name, exc.answer)
 
 
 def _sync_status(
@@ -174,14 +193,46 @@ def _sync_status(
     before: ModelDeploymentStatus,
     status: ModelDeploymentStatus,
     out: Reconciled,
+    now: datetime,
+    generation: int,
 ) -> None:
     """Write the status if it differs from the stored one (compared as models: times by
-    instant, whatever their spelling); serialised here, once."""
+    instant, whatever their spelling); serialised here, once.
+
+    A status the API server refuses is replaced by the stored one saying so (Degraded,
+    StatusRejected, with the server's answer), which it accepted before: the user always
+    learns why the status stopped moving."""
     if status == before:
         return
+    try:
+        _patch_status(kube, owner, stored, status)
+    except KubeError as exc:
+        out.failed += 1
+        failure = _failed_status(owner, exc)
+        instead, reported = degraded(before, before, [failure], now, generation)
+        out.events.extend(reported)
+        if instead != before:
+            try:
+                _patch_status(kube, owner, stored, instead)
+            except KubeError as again:
+                _failed_status(owner, again)
+                return
+        else:
+            return
+    out.writes += 1
+
+
+def _failed_status(owner: Owner, exc: KubeError) -> Failure:
+    log.warning("%s", exc)
+    operator_metrics.APPLY_FAILURES.labels(kind="ModelDeployment").inc()
+    return Failure("StatusRejected", "ModelDeployment", f"{owner.name} (status)", exc.answer)
+
+
+def _patch_status(
+    kube: Kube, owner: Owner, stored: dict[str, Any], status: ModelDeploymentStatus
+) -> None:
     wire = status.to_wire()
     # A merge patch keeps keys it does not mention: name the ones to drop with null.
     dropped = {key: None for key in stored if key not in wire}
     kube.patch_status(owner.namespace, owner.name, {**dropped, **wire})
     log.info("ModelDeployment %s/%s status updated", owner.namespace, owner.name)
-    out.writes += 1

@@ -6,6 +6,12 @@ whose last reconcile failed, or whose resync interval has passed. A reconcile is
 the object and its children carry the same resourceVersions as last time and nothing is due,
 which keeps an idle operator near zero CPU however many objects it manages.
 
+A reconcile that failed (an error, or writes the API server refused) makes that object wait
+`backoff_seconds(failures in a row)` before the next one, whatever events arrive meanwhile
+(its own status write is one): a persistent refusal costs one try per delay, doubling from 1 s
+to 5 minutes. A change of the user's intent (the generation, or the action annotation) ends the
+wait at once.
+
 Nothing here knows kopf: the glue (handlers) hands in how to list an object's children, how to
 reconcile it and how to post an Event, so the tests run this on a real event loop alone.
 """
@@ -17,10 +23,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
+from modeldeploy.api import ACTION_ANNOTATION
 from modeldeploy.core.events import Event
+from modeldeploy.core.failures import backoff_seconds
+from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
 from modeldeploy.runtime.reconcile import Reconciled
 
@@ -48,6 +57,13 @@ def fingerprint(body: dict[str, Any], children: list[Child]) -> tuple[str, ...]:
     return (str(body["metadata"].get("resourceVersion")), *versions)
 
 
+def intent(body: dict[str, Any]) -> tuple[str, ...]:
+    """What the user last asked of the object: its generation and its action annotation."""
+    meta = body["metadata"]
+    action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+    return (str(meta.get("generation")), str(action))
+
+
 @dataclass
 class Tracked:
     """What the operator remembers of one ModelDeployment between reconciles (nothing that
@@ -58,6 +74,12 @@ class Tracked:
     fingerprint: tuple[str, ...] | None = None
     wake_at: datetime | None = None
     last_run: float = 0.0
+    failures: int = 0
+    """Failed reconciles in a row."""
+    retry_at: float = 0.0
+    """Monotonic time before which a failed object is not reconciled again."""
+    failed_intent: tuple[str, ...] | None = None
+    """The user's intent when it failed: a new one ends the wait."""
 
 
 @dataclass
@@ -72,6 +94,8 @@ class Scheduler:
     """The object's children as the watch indexes hold them now."""
     resync_seconds: float
     tick_seconds: float = TICK_SECONDS
+    backoff: Callable[[int], float] = backoff_seconds
+    """Seconds to wait after this many failed reconciles in a row (core.failures)."""
     tracked: dict[Key, Tracked] = field(default_factory=dict)
 
     def track(self, key: Key, body: dict[str, Any]) -> None:
@@ -88,6 +112,11 @@ class Scheduler:
         entry = self.tracked.get(key)
         if entry is None:
             return
+        wanted = intent(entry.body)
+        if entry.failures and wanted != entry.failed_intent:
+            entry.failures, entry.retry_at = 0, 0.0  # the user changed something: try now
+        if entry.failures and time.monotonic() < entry.retry_at:
+            return  # backing off; the resync loop comes back at wake_at
         children = self.children(key)
         seen = fingerprint(entry.body, children)
         due = entry.wake_at is not None and datetime.now(UTC) >= entry.wake_at
@@ -99,15 +128,37 @@ class Scheduler:
                 reconciled = await asyncio.to_thread(self.reconcile, entry.body, children)
             except KubeError as exc:
                 log.warning("reconciling ModelDeployment %s/%s: %s", *key, exc)
-                entry.wake_at = datetime.now(UTC)  # try again on a later tick
-                entry.fingerprint = None
+                self._failed(entry, wanted)
+                return
+            except Exception:  # a bug: said loudly, once per backoff, never a busy loop
+                log.exception("reconciling ModelDeployment %s/%s failed", *key)
+                self._failed(entry, wanted)
                 return
             for event in reconciled.events:
                 await asyncio.to_thread(self.post_event, entry.body, event)
+        if reconciled.failed:
+            self._failed(entry, wanted)
+            return
+        if entry.failures:
+            entry.failures = 0
+            self._count_backing_off()
         # After writes the next watch events change the fingerprint anyway; remember it only
         # when this reconcile found everything in place.
         entry.fingerprint = None if reconciled.writes else seen
         entry.wake_at = reconciled.wake_at
+
+    def _failed(self, entry: Tracked, wanted: tuple[str, ...]) -> None:
+        """Wait before the next try: longer after each failure in a row."""
+        entry.failures += 1
+        delay = self.backoff(entry.failures)
+        entry.retry_at = time.monotonic() + delay
+        entry.wake_at = datetime.now(UTC) + timedelta(seconds=delay)
+        entry.failed_intent = wanted
+        entry.fingerprint = None
+        self._count_backing_off()
+
+    def _count_backing_off(self) -> None:
+        operator_metrics.BACKING_OFF.set(sum(1 for e in self.tracked.values() if e.failures))
 
     async def resync_forever(self) -> None:
         """Reconcile what is due: a time-based step, a retry, or the periodic drift check.
