@@ -66,6 +66,8 @@ MAX_PIPELINED: Final = 32
 # it gets to read the answer instead of a connection reset.
 DISCARD_SECONDS: Final = 2.0
 REFUSAL_LOG_SECONDS: Final = 10.0
+# At the connection cap, a connection silent this long since it opened is closed to make room.
+SILENT_SECONDS: Final = 1.0
 _HOP_BY_HOP_UPGRADE: Final = (b"upgrade", b"http2-settings")
 
 
@@ -121,8 +123,18 @@ class ServerState:
         return True
 
     def refusing(self, client: str) -> bool:
-        """Whether a new connection is over the cap; logs refusals, at most every 10 s."""
+        """Whether a new connection is over the cap; logs refusals, at most every 10 s.
+
+        At the cap, a connection that has not sent a byte for `SILENT_SECONDS` since it opened
+        makes room instead (the oldest such): a client opens a connection to send a request
+        at once, so a silent one is a slowloris holding a slot, and with the keep-alive timeout
+        alone a flood of them would refuse every real client for that long."""
         if not self.max_connections or len(self.connections) < self.max_connections:
+            return False
+        silent = min(self.connections, key=HttpProtocol.silence_order)
+        if silent.silent_for(time.monotonic()) >= SILENT_SECONDS:
+            self.connections.discard(silent)
+            silent.close()
             return False
         self._refused_unlogged += 1
         now = time.monotonic()
@@ -188,6 +200,7 @@ class HttpProtocol(asyncio.Protocol):
         self._stopped = False  # refused: read nothing more; the last answer ends it
         self._linger = True  # ... and read on a moment before closing (see _refuse)
         self._last_activity = time.monotonic()
+        self._bytes_seen = False  # silent since it opened (see ServerState.refusing)
         self._closed = False
         self._paused_reading = False
 
@@ -230,6 +243,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        self._bytes_seen = True
         if self._stopped:
             return
         counting = self._in_head
@@ -370,6 +384,16 @@ class HttpProtocol(asyncio.Protocol):
     def busy(self) -> bool:
         """A request is being received, processed or waiting behind another on this connection."""
         return self._reading or self._current is not None or bool(self._queue)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since it opened, if it has not sent a byte yet; else 0."""
+        if self._closed or self._messages or self._bytes_seen:
+            return 0.0
+        return now - self._last_activity
+
+    def silence_order(self) -> float:
+        """Sort key: the connection silent since it opened the longest comes first."""
+        return self._last_activity if self.silent_for(time.monotonic()) else float("inf")
 
     def _too_large(self) -> ServeError:
         return PayloadTooLargeError(

@@ -5,6 +5,7 @@ close, bodies held at once are bounded, and connections are capped with a clear 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import struct
@@ -153,6 +154,34 @@ def test_connections_over_the_cap_get_a_clear_503(model_dir: Path, log_dir: Path
     assert b"retry-after: 1" in refused
     assert b"too many connections" in refused
     assert "--max-connections" in server.logs()
+
+
+def test_silent_connections_make_room_at_the_cap(model_dir: Path, log_dir: Path) -> None:
+    """A slowloris that opens connections and sends nothing used to hold every slot until the
+    keep-alive timeout (75 s by default), each real client refused 503 meanwhile. At the cap, a
+    connection silent for a second since it opened is closed to make room for the new one."""
+    server = servekit.start(model_dir / "mlp.onnx", "--max-connections", "4", log_dir=log_dir)
+    live = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    silent = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+    try:
+        time.sleep(1.5)
+        answers = []
+        for _ in range(2):  # each kept open: each took a silent one's slot
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            silent.append(sock)  # closed with them
+            sock.sendall(live)
+            answers.append(sock.recv(65536))
+        closed = 0
+        for sock in silent[:4]:
+            sock.settimeout(0.5)
+            with contextlib.suppress(TimeoutError):
+                closed += sock.recv(1) == b""
+    finally:
+        for sock in silent:
+            sock.close()
+        server.stop()
+    assert all(answer.startswith(b"HTTP/1.1 200 OK") for answer in answers), answers
+    assert closed == 2
 
 
 def test_bodies_held_at_once_are_bounded(model_dir: Path, log_dir: Path) -> None:
