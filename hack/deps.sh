@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the local cluster need, installed only when missing (root).
 #   openssl                 certificates of the local control plane
-#   prometheus              the analysis tests scrape real servers with it
+#   prometheus              the analysis tests scrape real servers with it; its promtool
+#                           tests the chart's alert rules (tests/unit/test_alert_rules.py)
 #   containerd runc containernetworking-plugins iptables conntrack iproute2
 #                           the real node (tier 2)
 #   docker.io debootstrap   images built without a registry
