@@ -261,3 +261,40 @@ def test_server_survives_and_never_answered_500(mlp_server: servekit.Server) -> 
     assert 'code="400"' in metrics
     assert 'code="5' not in metrics
     assert mlp_server.process.poll() is None
+
+
+def test_bytes_elements_the_body_cannot_hold_are_refused_unparsed(
+    strings_server: servekit.Server,
+) -> None:
+    """A shape of 10**9 BYTES elements over 4 MB of empty ones: every element takes at least
+    its 4-byte length, so the body cannot hold the shape. It used to be parsed element by
+    element first (about 3 s of the event loop, every other client waiting) before the count
+    was compared; it is refused before parsing, and a body that fits is parsed whole."""
+    raw = struct.pack("<I", 0) * 1_000_000
+    header = orjson.dumps({"inputs": [{"name": "text", "shape": [10**9], "datatype": "BYTES",
+                                       "parameters": {"binary_data_size": len(raw)}}]})  # fmt: skip
+    fits = (
+        struct.pack("<I", 1) + b"a" + struct.pack("<I", 0) + struct.pack("<I", 3) + b"\xe2\x82\xac"
+    )
+    sized = {"binary_data_size": len(fits)}
+    fits_header = orjson.dumps(
+        {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "parameters": sized}]}
+    )
+    with strings_server.client() as client:
+        refused = client.post(
+            "/v2/models/strings/infer",
+            content=header + raw,
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
+        served = client.post(
+            "/v2/models/strings/infer",
+            content=fits_header + fits,
+            headers={"Inference-Header-Content-Length": str(len(fits_header))},
+        )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "input 'text': shape [1000000000] needs 1000000000 BYTES elements, at least 4000000000 "
+        "bytes, and binary_data_size is 4000000"
+    )
+    assert served.status_code == 200, served.text
+    assert served.json()["outputs"][0]["data"] == ["a", "", "€"]
