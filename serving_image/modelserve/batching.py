@@ -47,9 +47,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from .errors import InferenceFailedError, UnavailableError
+from .errors import InferenceFailedError, InputRejectedError, UnavailableError
 from .metrics import Metrics
-from .model import Feeds, Finding, Model, one_line
+from .model import INVALID_ARGUMENT, Feeds, Finding, Model, one_line
 
 log = logging.getLogger("modelserve.batching")
 
@@ -62,6 +62,8 @@ INLINE_GIVE_UP_SECONDS: Final = 5 * INLINE_MAX_SECONDS
 
 
 Done = Callable[[Feeds | BaseException], None]
+# What `Batcher._call` raises when ONNX Runtime fails: the request's fault, or the model's.
+_RUN_ERRORS: Final = (InputRejectedError, InferenceFailedError)
 
 
 @dataclass(slots=True)
@@ -69,7 +71,7 @@ class BatchResult:
     """What a worker hands back for a batch: each job's rows of the outputs, the batch's
     inputs (for the drift statistics) and the inference time."""
 
-    results: list[Feeds]
+    results: list[Feeds | BaseException]
     feeds: Feeds
     seconds: float
 
@@ -279,15 +281,21 @@ class Batcher:
             feeds = {n: np.concatenate([job.feeds[n] for job in batch]) for n in first.feeds}
             outputs = _union_outputs(batch)
         started = time.perf_counter()
-        results = self._call(feeds, outputs)
-        seconds = time.perf_counter() - started
         if len(batch) == 1:
-            return BatchResult([results], feeds, seconds)
+            results = self._call(feeds, outputs)
+            return BatchResult([results], feeds, time.perf_counter() - started)
+        try:
+            results = self._call(feeds, outputs)
+        except _RUN_ERRORS:
+            # One request's values (a token id out of range) fail the whole batch: run each
+            # alone, so the others are answered and only the culprit gets the error.
+            return self._one_by_one(batch, feeds)
+        seconds = time.perf_counter() - started
         total = sum(job.rows for job in batch)
         if any(value.ndim == 0 or value.shape[0] != total for value in results.values()):
             self._split_failed = True  # read on the loop, which turns batching off
             return self._one_by_one(batch, feeds)
-        split: list[Feeds] = []
+        split: list[Feeds | BaseException] = []
         offset = 0
         for job in batch:
             end = offset + job.rows
@@ -296,16 +304,24 @@ class Batcher:
         return BatchResult(split, feeds, seconds)
 
     def _one_by_one(self, batch: list[Job], feeds: Feeds) -> BatchResult:
-        """Answer a batch whose outputs cannot be split by rows: each request on its own."""
+        """Answer a batch that cannot be answered as one (its outputs cannot be split by rows,
+        or one request's values failed it): each request on its own, each with its own error."""
         started = time.perf_counter()
-        results = [self._call(job.feeds, job.outputs) for job in batch]
+        results: list[Feeds | BaseException] = []
+        for job in batch:
+            try:
+                results.append(self._call(job.feeds, job.outputs))
+            except _RUN_ERRORS as exc:
+                results.append(exc)
         return BatchResult(results, feeds, time.perf_counter() - started)
 
     def _call(self, feeds: Feeds, outputs: list[str] | None) -> Feeds:
         try:
             return self._model.run(feeds, outputs)
+        except INVALID_ARGUMENT as exc:
+            raise InputRejectedError(f"the model refused this input: {one_line(exc)}") from exc
         except Exception as exc:
-            raise InferenceFailedError(f"inference failed: {exc}") from exc
+            raise InferenceFailedError(f"inference failed: {one_line(exc)}") from exc
 
     def _complete(self, batch: list[Job], result: BatchResult | BaseException) -> None:
         self._busy -= 1

@@ -47,10 +47,13 @@ OPTIMIZATION: Final = {
 
 Feeds = dict[str, np.ndarray[Any, Any]]
 
-# Start-up probes report their own failures: ONNX Runtime logging them too would print an
-# error line per size tried.
+# Every failure is reported by its caller: at start-up per size tried, while serving in the
+# answer. ONNX Runtime's own error line would add one per size, and while serving it quotes
+# the request's values ("idx=99999"), which a log reader must not get.
 _QUIET: Final = ort.RunOptions()
 _QUIET.log_severity_level = 4
+# The error ONNX Runtime raises for a value the model cannot take (an index out of range).
+INVALID_ARGUMENT: Final[type[Exception]] = ort.capi.onnxruntime_pybind11_state.InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class Model:
     ) -> Feeds:
         """Run the session; blocking, so call it from a worker thread."""
         names = list(outputs) if outputs else self.output_names
-        return dict(zip(names, self.session.run(names, feeds), strict=True))
+        return dict(zip(names, self.session.run(names, feeds, _QUIET), strict=True))
 
     def probe(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Feeds:
         """Run the session without ONNX Runtime's own error log: for start-up inferences that

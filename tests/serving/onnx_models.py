@@ -190,3 +190,17 @@ def zipmap_classifier(path: Path, *, with_label: bool = True) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def lookup(path: Path) -> Path:
+    """An embedding lookup, row-independent: `input_ids` INT64 [batch, seq] → `y` FP32
+    [batch, seq, 4]. An id outside the 50-entry table fails in ONNX Runtime's Gather."""
+    table = np.random.default_rng(1).standard_normal((50, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["y"])],
+        "lookup",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)
