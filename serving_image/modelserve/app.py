@@ -139,6 +139,7 @@ class App:
                 intra_op_threads=s.intra_op_threads,
                 inter_op_threads=s.inter_op_threads,
                 graph_optimization=s.graph_optimization,
+                max_memory=s.max_model_memory,
             ),
         )
         prepare(

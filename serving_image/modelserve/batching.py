@@ -47,9 +47,22 @@ from typing import Any, Final
 
 import numpy as np
 
-from .errors import InferenceFailedError, InputRejectedError, UnavailableError
+from .errors import (
+    InferenceFailedError,
+    InputRejectedError,
+    TooMuchMemoryError,
+    UnavailableError,
+)
 from .metrics import Metrics
-from .model import INVALID_ARGUMENT, Feeds, Finding, Model, one_line
+from .model import (
+    INVALID_ARGUMENT,
+    Feeds,
+    Finding,
+    Model,
+    memory_bound,
+    memory_exhausted,
+    one_line,
+)
 
 log = logging.getLogger("modelserve.batching")
 
@@ -63,7 +76,7 @@ INLINE_GIVE_UP_SECONDS: Final = 5 * INLINE_MAX_SECONDS
 
 Done = Callable[[Feeds | BaseException], None]
 # What `Batcher._call` raises when ONNX Runtime fails: the request's fault, or the model's.
-_RUN_ERRORS: Final = (InputRejectedError, InferenceFailedError)
+_RUN_ERRORS: Final = (InputRejectedError, InferenceFailedError, TooMuchMemoryError)
 
 
 @dataclass(slots=True)
@@ -321,6 +334,11 @@ class Batcher:
         except INVALID_ARGUMENT as exc:
             raise InputRejectedError(f"the model refused this input: {one_line(exc)}") from exc
         except Exception as exc:
+            if memory_exhausted(exc):
+                raise TooMuchMemoryError(
+                    "this input needs more memory than the model may use (--max-model-memory "
+                    f"{memory_bound()} bytes)"
+                ) from exc
             raise InferenceFailedError(f"inference failed: {one_line(exc)}") from exc
 
     def _complete(self, batch: list[Job], result: BatchResult | BaseException) -> None:

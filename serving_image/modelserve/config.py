@@ -50,6 +50,8 @@ class Settings:
     max_concurrency: int = 0
     max_queue: int = 1024
     reject_nonfinite: bool = False
+    # Bytes ONNX Runtime may allocate for the model (0: unbounded); see memory_budget.
+    max_model_memory: int = 0
     auth_token: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
@@ -114,6 +116,37 @@ def _non_negative_float(value: str) -> float:
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return number
+
+
+def _memory(value: str) -> int | None:
+    """`auto` (None: decided from the container's limit) or a number of bytes, 0 for none."""
+    if value.strip().lower() == "auto":
+        return None
+    return _non_negative_int(value)
+
+
+# Where a container's cgroup (v2, or v1's memory controller) states its memory limit.
+CGROUP: Final = Path("/sys/fs/cgroup")
+# cgroup v1 writes "no limit" as the largest page-aligned 64-bit number.
+_NO_LIMIT: Final = 1 << 62
+
+
+def memory_budget(root: Path = CGROUP) -> int:
+    """The default --max-model-memory: three quarters of the container's memory limit, leaving
+    the rest to Python, request buffers and the answers; 0 (unbounded) when there is no limit.
+
+    Why a default: a small input can make a model allocate gigabytes (attention is quadratic in
+    the sequence length); bounded, that request gets a 413, unbounded, the OOM killer ends the
+    pod and every request in it."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if not text.isdigit() or int(text) >= _NO_LIMIT:
+            return 0
+        return int(text) * 3 // 4
+    return 0
 
 
 def _secret(value: str | None, path: str | None, flag: str) -> str | None:
@@ -219,6 +252,14 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="requests waiting for the model before 503 (0: no limit)",
     )
     add("--reject-nonfinite", default=False, type=_bool, help="400 on NaN/Inf in float inputs")
+    add(
+        "--max-model-memory",
+        default="auto",
+        type=_memory,
+        help="bytes ONNX Runtime may allocate for the model and its inferences; an inference "
+        "that needs more gets 413 (auto: 3/4 of the container's memory limit, none without one; "
+        "0: unbounded)",
+    )
     add(
         "--auth-token",
         help="static bearer token required on inference and metadata routes; exclusive with "
@@ -344,6 +385,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         reject_nonfinite=args.reject_nonfinite,
+        max_model_memory=memory_budget()
+        if args.max_model_memory is None
+        else args.max_model_memory,
         auth_token=token,
         jwt_secret=secret,
         jwt_public_key=public_key,

@@ -65,6 +65,11 @@ class PayloadTooLargeError(ServeError):
     status = 413
 
 
+class TooMuchMemoryError(PayloadTooLargeError):
+    """An inference needed more than --max-model-memory (a small input with large dynamic
+    sizes): too large for this server, as a body over the limit is."""
+
+
 class HeadersTooLargeError(ServeError):
     """The request line and headers exceed the server's limit (431)."""
 

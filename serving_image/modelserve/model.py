@@ -56,6 +56,38 @@ _QUIET.log_severity_level = 4
 INVALID_ARGUMENT: Final[type[Exception]] = ort.capi.onnxruntime_pybind11_state.InvalidArgument
 
 
+# The bound the process's shared CPU arena was created with (ONNX Runtime keeps one per process).
+_ARENA_BOUND: list[int] = []
+
+
+def _bound_memory(max_bytes: int) -> None:
+    """Give ONNX Runtime one CPU arena that never grows past `max_bytes`, shared by the
+    sessions that ask for it: an allocation beyond fails that inference (MEMORY_LIMIT), where
+    an unbounded one would let a small input with large dynamic sizes take the pod down."""
+    if _ARENA_BOUND:
+        if _ARENA_BOUND[0] != max_bytes:
+            raise ModelLoadError(f"ONNX Runtime's memory is already bounded at {_ARENA_BOUND[0]} "
+                                 "bytes in this process")  # fmt: skip
+        return
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                             ort.OrtMemType.DEFAULT)  # fmt: skip
+    # -1: ONNX Runtime's defaults for the growth strategy and chunk sizes.
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(max_bytes, -1, -1, -1))
+    _ARENA_BOUND.append(max_bytes)
+
+
+def memory_bound() -> int:
+    """The bound of ONNX Runtime's CPU arena in this process, in bytes; 0 when unbounded."""
+    return _ARENA_BOUND[0] if _ARENA_BOUND else 0
+
+
+def memory_exhausted(exc: BaseException) -> bool:
+    """Whether an inference failed because the arena bound was reached (its error names the
+    arena that refused the allocation)."""
+    text = str(exc)
+    return "BFCArena" in text or "Failed to allocate memory" in text
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output: OIP name, datatype and shape (-1 for a dynamic dimension)."""
@@ -126,6 +158,8 @@ class SessionOptions:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     graph_optimization: str = "all"
+    # Bytes ONNX Runtime's CPU allocations may reach (0: unbounded): see _bound_memory.
+    max_memory: int = 0
 
 
 class Model:
@@ -188,6 +222,9 @@ class Model:
         so.graph_optimization_level = OPTIMIZATION[options.graph_optimization]
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        if options.max_memory:
+            _bound_memory(options.max_memory)
+            so.add_session_config_entry("session.use_env_allocators", "1")
         try:
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:
