@@ -252,11 +252,12 @@ class Load:
     kubeconfig: on kind the host cannot reach a ClusterIP). Counts are read from its log."""
 
     def __init__(
-        self, cluster: localkube.Cluster, namespace: str, url: str, rate: float = 20
-    ) -> None:
-        self.cluster, self.namespace = cluster, namespace
+        self, cluster: localkube.Cluster, namespace: str, url: str, rate: float = 20,
+        name: str = "load",
+    ) -> None:  # fmt: skip
+        self.cluster, self.namespace, self.name = cluster, namespace, name
         self.pod = {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "load"},
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "Never", "containers": [{
                 "name": "load", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
                 "command": ["python3", "-c", LOAD_SCRIPT, url, str(rate), json.dumps(ROWS)],
@@ -268,7 +269,7 @@ class Load:
     def _counts(self) -> dict[str, dict[str, int]]:
         if self._final is not None:
             return self._final
-        logs = self.cluster.kubectl("logs", "-n", self.namespace, "load", "--tail=1",
+        logs = self.cluster.kubectl("logs", "-n", self.namespace, self.name, "--tail=1",
                                     check=False).stdout.strip()  # fmt: skip
         try:
             return dict(json.loads(logs)) if logs else {}
@@ -290,13 +291,19 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self._final = self._counts()  # what the tests read after the pod is gone
-        self.cluster.kubectl("delete", "pod", "load", "-n", self.namespace, "--wait=false",
+        self.cluster.kubectl("delete", "pod", self.name, "-n", self.namespace, "--wait=false",
                              "--ignore-not-found")  # fmt: skip
 
+    def answers(self) -> tuple[int, int]:
+        """Answers (v1, v2) so far, told apart by the label the versicolor row gets."""
+        labels = self.labels
+        return labels[tuple(V1_LABELS)], labels[tuple(V2_LABELS)]
 
-def serve(cluster: localkube.Cluster, namespace: str, name: str, uri: str, version: str) -> str:
+
+def serve(cluster: localkube.Cluster, namespace: str, name: str, uri: str, version: str,
+          doc: dict[str, Any] | None = None) -> str:  # fmt: skip
     """Apply, wait until Ready, return the inference URL of the entry Service."""
-    apply(cluster, namespace, md(name, uri, version))
+    apply(cluster, namespace, doc or md(name, uri, version))
     cluster.kubectl("wait", "--for=condition=Ready", f"md/{name}", "-n", namespace,
                     "--timeout=180s")  # fmt: skip
     ip = kubectl_json(cluster, "get", "service", name, "-n", namespace)["spec"]["clusterIP"]
@@ -405,3 +412,166 @@ def test_an_operator_pod_deleted_mid_rollout_is_replaced_and_continues_at_the_sa
             print(json.dumps(status(cluster, namespace, "iris"), indent=1), file=sys.stderr)
             print(cluster.kubectl("describe", "md", "iris", "-n", namespace).stdout,
                   file=sys.stderr)  # fmt: skip
+
+
+def blue_green(uri: str, version: str) -> dict[str, Any]:
+    doc = md("iris", uri, version)
+    doc["spec"]["rollout"] = {
+        "strategy": "BlueGreen",
+        "analysis": {"interval": f"{INTERVAL}s", "iterations": 2, "minRequests": 20,
+                     "failureLimit": 2, "metrics": [{"name": "error-rate", "max": 0.05}]},
+    }  # fmt: skip
+    return doc
+
+
+def service_url(cluster: localkube.Cluster, namespace: str, service: str) -> str:
+    ip = kubectl_json(cluster, "get", "service", service, "-n", namespace)["spec"]["clusterIP"]
+    return f"http://{ip}/v2/models/iris/infer"
+
+
+def ready_pods(cluster: localkube.Cluster, namespace: str, deployment: str) -> int:
+    found = kubectl_json(cluster, "get", "deploy", deployment, "-n", namespace)
+    return int(found.get("status", {}).get("readyReplicas") or 0)
+
+
+@pytest.mark.usefixtures("operator")
+def test_blue_green_preview_gets_no_live_request_then_all_of_them(cluster, namespace, model_store):
+    """Issue 14: under the default replicaRatio routing the entry Service used to select the
+    candidate's pods too (58 of 116 live requests answered by v2 during the preview), and
+    quiet checks promoted it."""
+    url = serve(cluster, namespace, "iris", V1, "v1", blue_green(V1, "v1"))
+    with Load(cluster, namespace, url) as live:
+        wait_for(lambda: live.codes[200] >= 20, "requests answered by v1")
+        apply(cluster, namespace, blue_green(f"{model_store}/iris-v2.onnx", "v2"))
+        candidate = wait_for(
+            lambda: (status(cluster, namespace, "iris").get("canaryRevision") or {}).get("name"),
+            "the candidate revision",
+        )  # fmt: skip
+        wait_for(lambda: ready_pods(cluster, namespace, candidate) == 2, "the candidate Ready")
+        s = status(cluster, namespace, "iris")
+        assert s["previewUrl"] == f"http://iris-canary.{namespace}.svc/v2/models/iris"
+        time.sleep(4 * INTERVAL)  # checks run, all quiet: the candidate waits, unreached
+        s = status(cluster, namespace, "iris")
+        assert s["canaryRevision"]["name"] == candidate, "promoted on silence"
+        progressing = next(c for c in s["conditions"] if c["type"] == "Progressing")
+        assert progressing["reason"] == "AwaitingVerification", progressing
+        assert s["canaryWeight"] == 0
+        v1_preview, v2_preview = live.answers()
+        assert v2_preview == 0, f"{v2_preview} live requests answered by the candidate"
+        assert v1_preview > 0
+        with Load(cluster, namespace, service_url(cluster, namespace, "iris-canary"),
+                  name="preview") as preview:  # fmt: skip
+            wait_for(
+                lambda: (
+                    (status(cluster, namespace, "iris").get("stableRevision") or {}).get(
+                        "modelVersion"
+                    )
+                    == "v2"
+                ),
+                "v2 promoted on the preview's traffic",
+                timeout=120,
+            )
+            time.sleep(3)  # kube-proxy follows the entry Service's new selector
+            v1_switch, v2_switch = live.answers()
+            time.sleep(2 * INTERVAL)
+            v1_after, v2_after = live.answers()
+    assert preview.answers()[0] == 0  # the preview reaches the candidate only...
+    assert preview.answers()[1] > 0
+    assert v1_after == v1_switch, "v1 still answered live requests after the switch"
+    assert v2_after > v2_switch  # ...and after the switch every live request is v2's
+    assert set(live.codes) == {200}, live.codes
+    history = status(cluster, namespace, "iris")["history"]
+    assert "checks passed on real traffic" in history[-1]["message"]
+    print(f"\npreview: v1 {v1_preview}, v2 {v2_preview} live answers; after the switch: "
+          f"v1 +{v1_after - v1_switch}, v2 +{v2_after - v2_switch}")  # fmt: skip
+
+
+SLOW_STORE = """
+import http.server, sys, time
+class Slow(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(float(sys.argv[1]))  # a large model: the pod is Ready this much later
+        super().do_GET()
+server = http.server.ThreadingHTTPServer(("", 8000), lambda *a: Slow(*a, directory="/models"))
+server.serve_forever()
+"""
+SLOW_SECONDS = 12
+
+
+def start_slow_store(cluster: localkube.Cluster, namespace: str) -> str:
+    labels = {"app": "slow-models"}
+    apply(cluster, namespace, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "slow-models"},
+        "binaryData": {"iris-v2.onnx": base64.b64encode(iris_v2()).decode()},
+    }, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "slow-models"},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{
+                "name": "http", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", SLOW_STORE, str(SLOW_SECONDS)],
+                "ports": [{"containerPort": 8000}], "securityContext": NON_ROOT,
+                "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            }], "securityContext": {"runAsUser": 65532},
+                "volumes": [{"name": "models", "configMap": {"name": "slow-models"}}]},
+        }},
+    }, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "slow-models"},
+        "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]},
+    })  # fmt: skip
+    wait_for_endpoints(cluster, namespace, "slow-models", 1)
+    ip = kubectl_json(cluster, "get", "service", "slow-models", "-n", namespace)["spec"][
+        "clusterIP"]  # fmt: skip
+    return f"http://{ip}:8000"
+
+
+def immediate(uri: str, version: str) -> dict[str, Any]:
+    doc = md("iris", uri, version)
+    doc["spec"]["rollout"] = {"strategy": "Immediate"}
+    return doc
+
+
+def promoted_to(cluster: localkube.Cluster, namespace: str, version: str) -> Callable[[], bool]:
+    def check() -> bool:
+        s = status(cluster, namespace, "iris")
+        ready = next((c for c in s.get("conditions", []) if c["type"] == "Ready"), {})
+        return (s.get("stableRevision") or {}).get("modelVersion") == version and (
+            ready.get("status") == "True" and s.get("phase") == "Healthy"
+        )
+
+    return check
+
+
+@pytest.mark.usefixtures("operator")
+def test_undo_under_load_loses_no_request_while_the_old_model_loads(cluster, namespace):
+    """Issue 14: `undo` under replicaRatio scaled the current revision to 0 and the old one
+    from 0 in the same plan: an outage as long as the old model takes to load."""
+    slow = start_slow_store(cluster, namespace)
+    url = serve(cluster, namespace, "iris", V1, "v1", immediate(V1, "v1"))
+    apply(cluster, namespace, immediate(f"{slow}/iris-v2.onnx", "v2"))
+    wait_for(promoted_to(cluster, namespace, "v2"), "v2 (slow to load) promoted", timeout=180)
+    apply(cluster, namespace, immediate(V1, "v3"))  # v1's model again, as a new revision
+    wait_for(promoted_to(cluster, namespace, "v3"), "v3 promoted", timeout=180)
+    v2 = status(cluster, namespace, "iris")["previousRevision"]["name"]
+    wait_for(lambda: ready_pods(cluster, namespace, v2) == 0, "v2 scaled to zero")
+    with Load(cluster, namespace, url, rate=20) as load:
+        wait_for(lambda: load.codes[200] >= 40, "requests answered by v3")
+        asked = time.monotonic()
+        undo = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "modeldeploy"), "undo", "iris", "-n", namespace,
+             "--kubeconfig", str(cluster.kubeconfig)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert undo.returncode == 0, undo.stderr
+        wait_for(lambda: ready_pods(cluster, namespace, v2) == 2, "v2 Ready again", timeout=120)
+        loaded_after = time.monotonic() - asked
+        wait_for(lambda: load.answers()[1] > 0, "v2 answering live requests", timeout=60)
+        current = status(cluster, namespace, "iris")["previousRevision"]["name"]
+        wait_for(lambda: ready_pods(cluster, namespace, current) == 0, "v3 scaled down")
+        time.sleep(3)
+    assert loaded_after >= 10, f"v2 was Ready {loaded_after:.0f}s after the undo"
+    assert set(load.codes) == {200}, f"requests lost during the undo: {load.codes}"
+    s = status(cluster, namespace, "iris")
+    assert s["stableRevision"]["modelVersion"] == "v2"
+    print(f"\nundo: v2 Ready {loaded_after:.0f}s later; {load.codes[200]} requests, all 200")
