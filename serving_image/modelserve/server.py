@@ -68,6 +68,15 @@ DISCARD_SECONDS: Final = 2.0
 REFUSAL_LOG_SECONDS: Final = 10.0
 # At the connection cap, a connection silent this long since it opened is closed to make room.
 SILENT_SECONDS: Final = 1.0
+# When the buffer budget is short, an upload that has held room this long while arriving slower
+# than MIN_UPLOAD_RATE (bytes per second since its head began) gives the room back (408).
+RECLAIM_AFTER_SECONDS: Final = 1.0
+MIN_UPLOAD_RATE: Final = 64 * 1024
+_TOO_SLOW: Final = Response(
+    408,
+    b'{"error":"the request body arrived too slowly (under 64 KiB/s) while the server needed '
+    b'the buffer room it held; retry"}',
+)
 _HOP_BY_HOP_UPGRADE: Final = (b"upgrade", b"http2-settings")
 
 
@@ -116,11 +125,27 @@ class ServerState:
         return sum(1 for conn in self.connections if conn.busy)
 
     def reserve(self, size: int) -> bool:
-        """Take `size` bytes of the buffered-body budget; False when they do not fit."""
+        """Take `size` bytes of the buffered-body budget; False when they do not fit, even
+        after reclaiming the room of stalled uploads."""
         if self.max_buffered_bytes and self.buffered + size > self.max_buffered_bytes:
-            return False
+            self._reclaim(size)
+            if self.buffered + size > self.max_buffered_bytes:
+                return False
         self.buffered += size
         return True
+
+    def _reclaim(self, size: int) -> None:
+        """Answer 408 to uploads that hold room by their Content-Length but send too slowly,
+        slowest first, until `size` fits: a head declaring 16 MB and then a byte a minute must
+        not keep the room from requests that would arrive at once."""
+        now = time.monotonic()
+        slow = [(conn.upload_rate(now), conn) for conn in self.connections]
+        for _, conn in sorted(
+            ((rate, conn) for rate, conn in slow if rate is not None), key=lambda pair: pair[0]
+        ):
+            conn.give_room_back()
+            if self.buffered + size <= self.max_buffered_bytes:
+                return
 
     def refusing(self, client: str) -> bool:
         """Whether a new connection is over the cap; logs refusals, at most every 10 s.
@@ -384,6 +409,21 @@ class HttpProtocol(asyncio.Protocol):
     def busy(self) -> bool:
         """A request is being received, processed or waiting behind another on this connection."""
         return self._reading or self._current is not None or bool(self._queue)
+
+    def upload_rate(self, now: float) -> float | None:
+        """Bytes per second of the body being received, when it holds buffer room and has
+        arrived slower than MIN_UPLOAD_RATE for over RECLAIM_AFTER_SECONDS; else None."""
+        if not self._reading or self._in_head or self._stopped or not self._message_held:
+            return None
+        elapsed = now - self._started
+        if elapsed < RECLAIM_AFTER_SECONDS:
+            return None
+        rate = self._body_size / elapsed
+        return rate if rate < MIN_UPLOAD_RATE else None
+
+    def give_room_back(self) -> None:
+        """Refuse the slow upload (408), which releases the room it held."""
+        self._refuse(_TOO_SLOW)
 
     def silent_for(self, now: float) -> float:
         """Seconds since it opened, if it has not sent a byte yet; else 0."""

@@ -211,6 +211,32 @@ def test_bodies_held_at_once_are_bounded(model_dir: Path, log_dir: Path) -> None
     assert third.status_code == 200
 
 
+def test_stalled_uploads_give_their_buffer_room_back(model_dir: Path, log_dir: Path) -> None:
+    """Room in the buffer budget is taken at the head, by Content-Length. Sixteen connections
+    that each sent a 100-byte head declaring 16 MB, and nothing more, used to hold all 256 MB
+    of it: every inference request, even of 100 bytes, got 503 until --request-timeout (60 s),
+    and again as the heads were renewed. When room is short, an upload arriving slower than
+    64 KiB/s for over a second now gives its room back (answered 408)."""
+    server = servekit.start(
+        model_dir / "mlp.onnx", "--max-buffered-bytes", "1000000",
+        "--max-body-bytes", "800000", log_dir=log_dir,
+    )  # fmt: skip
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                     "data": [1, 2, 3, 4]}], "id": "x" * 700_000})  # fmt: skip
+    head = INFER + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as stalled:
+            stalled.sendall(head + body[:1000])
+            time.sleep(1.5)
+            served = httpx.post(f"{server.url}/v2/models/mlp/infer", content=body)
+            evicted = stalled.recv(65536)
+    finally:
+        server.stop()
+    assert served.status_code == 200, served.text
+    assert evicted.startswith(b"HTTP/1.1 408 "), evicted[:200]
+    assert b"too slowly" in evicted
+
+
 def test_the_connection_cap_fits_the_descriptor_limit() -> None:
     """A cap the descriptor limit cannot hold (a connection and a lingering refusal each take a
     descriptor) is lowered to one it can; a small one stays as given."""
