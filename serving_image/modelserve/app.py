@@ -68,6 +68,8 @@ READY: Final = Response(200, b'{"ready":true}')
 NOT_READY: Final = Response(503, b'{"ready":false}', headers=[(b"retry-after", b"1")])
 # The inference protocols served: a new one is a module implementing InferProtocol, listed here.
 PROTOCOLS: Final[tuple[InferProtocol, ...]] = (OipV2(), KServeV1())
+# At a drain, how long idle keep-alive connections may still bring a request before closing.
+DRAIN_SETTLE_SECONDS: Final = 0.2
 # The `protocol` label of requests refused outside any inference route (404, 405, 408, 431...).
 OTHER: Final = "other"
 
@@ -195,9 +197,13 @@ class App:
             await asyncio.sleep(s.drain_grace)
         server.close()
         self.state.draining = True
-        self.state.close_idle()
         if self.batcher is not None:
             self.batcher.flush()
+        # A request a client sent just before the signal may still be on its way through the
+        # kernel: closing its "idle" keep-alive connection now would reset it unanswered. What
+        # arrives in this moment is served, its answer closing the connection.
+        await asyncio.sleep(DRAIN_SETTLE_SECONDS)
+        self.state.close_idle()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.drain_timeout
         while self.state.busy and loop.time() < deadline:
