@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,20 +87,26 @@ CONTROL_VERBS = {
 }
 
 
-def _control(verb: str, name: str, namespace: str | None, kubeconfig: str | None) -> int:
+def _control(
+    verb: str, name: str, namespace: str | None, kubeconfig: str | None, wait: float = 0.0
+) -> int:
     """Ask the operator to act: pause/resume edit the spec, the others set the action
-    annotation (with a timestamp, so the same command twice acts twice)."""
+    annotation (with a timestamp, so the same command twice acts twice).
+
+    With `wait`, an action waits that long for the operator to record it and prints the
+    warnings it gave (PromoteImpossible, RetryImpossible...): exit 1 when it refused."""
     from modeldeploy.core.naming import ACTION_ANNOTATION
     from modeldeploy.runtime.errors import KubeError
     from modeldeploy.runtime.kube import Kube, current_namespace, load_config
 
     kube = Kube(load_config(kubeconfig))
     namespace = namespace or current_namespace()
+    asked = datetime.now(UTC)
+    action = f"{verb}@{asked.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
     if verb in ("pause", "resume"):
         patch: dict[str, Any] = {"spec": {"paused": verb == "pause"}}
     else:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        patch = {"metadata": {"annotations": {ACTION_ANNOTATION: f"{verb}@{stamp}"}}}
+        patch = {"metadata": {"annotations": {ACTION_ANNOTATION: action}}}
     try:
         kube.patch_modeldeployment(namespace, name, patch)
     except KubeError as exc:
@@ -107,7 +114,36 @@ def _control(verb: str, name: str, namespace: str | None, kubeconfig: str | None
         return 1
     done = {"pause": "paused", "resume": "resumed"}.get(verb, f"{verb} requested")
     print(f"modeldeployment.modeldeploy.io/{name} {done}")
-    return 0
+    if wait <= 0 or verb in ("pause", "resume"):
+        return 0
+    try:
+        return _await_action(kube, namespace, name, action, asked, wait)
+    except KubeError as exc:
+        print(f"Error from server: {exc}", file=sys.stderr)
+        return 1
+
+
+_REFUSALS = ("Impossible", "InvalidAction")
+
+
+def _await_action(
+    kube: Any, namespace: str, name: str, action: str, asked: datetime, wait: float
+) -> int:
+    """Wait for status.handledAction to show `action`, then report the operator's refusals."""
+    give_up = time.monotonic() + wait
+    while kube.handled_action(namespace, name) != action:
+        if time.monotonic() >= give_up:
+            print(f"the operator has not acted on {action} within {wait:g}s (is it running?)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        time.sleep(0.5)
+    time.sleep(1.0)  # the Event is posted just after the status write
+    refused = [(r, m) for r, m in kube.warnings(namespace, name, asked) if r.endswith(_REFUSALS)]
+    for reason, message in refused:
+        print(f"warning: {reason}: {message}", file=sys.stderr)
+    if not refused:
+        print(f"modeldeployment.modeldeploy.io/{name} {action.partition('@')[0]} handled")
+    return 1 if refused else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         control.add_argument("name", help="the ModelDeployment")
         control.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
         control.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+        if verb not in ("pause", "resume"):
+            control.add_argument(
+                "--wait",
+                type=float,
+                default=0.0,
+                metavar="SECONDS",
+                help="wait this long for the operator to act, and say if it refused "
+                "(exit 1); default: do not wait",
+            )
     run = sub.add_parser("run", help="run the operator (watches ModelDeployments)")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
@@ -181,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(render_docs())
         return 0
     if args.command in CONTROL_VERBS:
-        return _control(args.command, args.name, args.namespace, args.kubeconfig)
+        wait = getattr(args, "wait", 0.0)
+        return _control(args.command, args.name, args.namespace, args.kubeconfig, wait)
     if args.command == "run":
         # Imported here: the operator's dependencies (kopf, kubernetes) are an optional extra.
         from modeldeploy.runtime.main import run_operator

@@ -54,7 +54,7 @@ class LiveRevision:
             ):
                 failed = cond.get("message") or "progress deadline exceeded"
             if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
-                failed = cond.get("message") or "pods could not be created"
+                failed = _name_field(cond.get("message") or "pods could not be created")
         created = meta.get("creationTimestamp")
         return cls(
             name=meta["name"],
@@ -67,6 +67,32 @@ class LiveRevision:
             model_uri=annotations.get(MODEL_URI_ANNOTATION),
             failed_reason=failed,
         )
+
+
+_POD_REFUSALS: tuple[tuple[str, str], ...] = (
+    ("priorityclass", "spec.serving.priorityClassName"),
+    ("serviceaccount", "spec.serving.serviceAccountName"),
+    ("exceeded quota", "spec.serving.resources"),
+    ("limitrange", "spec.serving.resources"),
+    ("per container", "spec.serving.resources"),
+)
+"""Why the API server refuses a revision's pods, by a word of its answer, and the spec field
+that causes it: the condition then names the field to change, not only the pod it refused."""
+
+
+def _name_field(answer: str) -> str:
+    """A pod refusal prefixed with the spec field behind it, when the answer says which.
+
+    >>> _name_field('pods "x" is forbidden: no PriorityClass with name hi was found')
+    'spec.serving.priorityClassName: pods "x" is forbidden: no PriorityClass with name hi was found'
+    >>> _name_field("pods could not be created")
+    'pods could not be created'
+    """
+    lowered = answer.lower()
+    for word, field_path in _POD_REFUSALS:
+        if word in lowered:
+            return f"{field_path}: {answer}"
+    return answer
 
 
 def _time(value: str | datetime) -> datetime:

@@ -13,7 +13,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -176,6 +176,35 @@ class Kube:
                 raise KubeError(f'ModelDeployment "{name}" not found in namespace {namespace}',
                                 "") from exc  # fmt: skip
             raise KubeError(f"patching ModelDeployment {namespace}/{name}", exc) from exc
+
+    def handled_action(self, namespace: str, name: str) -> str | None:
+        """status.handledAction of a ModelDeployment (the CLI waits for its action there)."""
+        try:
+            obj = client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            raise KubeError(f"reading ModelDeployment {namespace}/{name}", exc) from exc
+        status: dict[str, Any] = cast(dict[str, Any], obj).get("status") or {}
+        handled = status.get("handledAction")
+        return str(handled) if handled else None
+
+    def warnings(self, namespace: str, name: str, since: datetime) -> list[tuple[str, str]]:
+        """(reason, message) of the Warning Events on a ModelDeployment since a time."""
+        selector = f"involvedObject.kind={KIND},involvedObject.name={name},type=Warning"
+        try:
+            found = client.CoreV1Api(self.api).list_namespaced_event(
+                namespace, field_selector=selector, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            raise KubeError(
+                f"listing the Events of ModelDeployment {namespace}/{name}", exc
+            ) from exc
+        return [
+            (str(e.reason), str(e.message))
+            for e in found.items
+            if (e.last_timestamp or e.event_time or since) >= since.replace(microsecond=0)
+        ]
 
     def ready_pods(self, namespace: str, selector: str) -> list[str]:
         """Names of the Ready pods matching a label selector (the analysis scrapes these)."""

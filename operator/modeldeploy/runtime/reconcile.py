@@ -97,19 +97,8 @@ def reconcile(
         message = "; ".join(
             f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
         )
-        conditions = set_conditions(
-            status_before.conditions,
-            [ConditionUpdate("Degraded", "True", "InvalidSpec", message)],
-            now,
-            generation,
-        )
-        failed = status_before.model_copy(update={
-            "observed_generation": generation, "phase": Phase.FAILED, "conditions": conditions,
-        })  # fmt: skip
-        out.events.append(Event("Warning", "InvalidSpec", message))
-        out.wake_at = now
-        _sync_status(kube, owner, stored, status_before, failed, out, now, generation)
-        return out
+        return _refused(kube, owner, stored, status_before, "InvalidSpec", message, now,
+                        generation, out)  # fmt: skip
 
     seen = LiveChildren.index(children, spec, owner.namespace, kube.exists)
     requested = pending_action(
@@ -123,9 +112,17 @@ def reconcile(
         stable = status_before.stable_revision.name if status_before.stable_revision else None
         check = providers.check(owner.namespace, owner.name, spec.rollout.analysis, target,
                                 stable, status_before.current_step or 0, now)  # fmt: skip
-    decided = plan(
-        owner, spec, generation, status_before, seen, settings, now, check=check, action=action
-    )
+    try:
+        decided = plan(
+            owner, spec, generation, status_before, seen, settings, now, check=check, action=action
+        )
+    except ValidationError as exc:  # a value the status model cannot hold: a bug, said so
+        log.exception("planning ModelDeployment %s/%s", owner.namespace, owner.name)
+        message = "; ".join(
+            f"status.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        return _refused(kube, owner, stored, status_before, "StatusInvalid", message, now,
+                        generation, out)  # fmt: skip
     status = decided.status
     if requested:
         # Recorded as handled (shortened when long, so the status always holds it): a refused
@@ -176,6 +173,31 @@ def reconcile(
     out.events.extend(reported)
     out.failed += len(failures)
     _sync_status(kube, owner, stored, status_before, status, out, now, generation)
+    return out
+
+
+def _refused(
+    kube: Kube,
+    owner: Owner,
+    stored: dict[str, Any],
+    before: ModelDeploymentStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+    out: Reconciled,
+) -> Reconciled:
+    """Nothing can be planned: the stored status, saying why (Degraded, phase Failed), with a
+    Warning Event when that is news. A spec change brings the next reconcile."""
+    conditions = set_conditions(
+        before.conditions, [ConditionUpdate("Degraded", "True", reason, message)], now, generation
+    )
+    failed = before.model_copy(update={
+        "observed_generation": generation, "phase": Phase.FAILED, "conditions": conditions,
+    })  # fmt: skip
+    if failed.conditions != before.conditions:
+        out.events.append(Event("Warning", reason, message))
+    _sync_status(kube, owner, stored, before, failed, out, now, generation)
     return out
 
 
