@@ -7,7 +7,8 @@
 #   kind=$(hack/kind.sh | tail -n 1); "$kind" create cluster --config kind-config.yaml
 set -euo pipefail
 
-KIND_VERSION=v0.33.0
+# shellcheck source=hack/kind/versions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kind/versions.sh"  # KIND_VERSION
 
 cache_root=${MODELDEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy}
 bin="$cache_root/bin"
