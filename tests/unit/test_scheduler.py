@@ -255,3 +255,28 @@ def test_a_failing_object_backs_off_and_events_do_not_cut_the_wait():
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_a_run_that_waited_for_a_failing_one_backs_off_too():
+    async def scenario() -> None:
+        rec = Recorder()
+        release = threading.Event()
+
+        def slow_refusal() -> Reconciled:
+            release.wait(5)
+            return Reconciled(writes=1, failed=1)
+
+        rec.answer["fraud"] = slow_refusal
+        s = scheduler(rec)
+        s.track(KEY, body("1"))
+        first = asyncio.create_task(s.run(KEY))
+        await until(lambda: rec.count() == 1)
+        s.track(KEY, body("2"))  # a watch event while the first reconcile runs
+        second = asyncio.create_task(s.run(KEY))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, second)
+        assert rec.count() == 1  # the second saw the failure and waits its backoff
+        assert s.tracked[KEY].failures == 1
+
+    asyncio.run(scenario())

@@ -107,22 +107,25 @@ class Scheduler:
         self.tracked.pop(key, None)
 
     async def run(self, key: Key) -> None:
-        """Reconcile one object unless nothing changed since its last reconcile and nothing is
-        due; then post the Events the reconcile decided on."""
+        """Reconcile one object unless nothing changed since its last reconcile, nothing is
+        due, or it is waiting a backoff; then post the Events the reconcile decided on.
+
+        Decided under the object's lock: a run that waited for another one sees what that one
+        left (a failure to back off from, a fingerprint), and does not repeat it at once."""
         entry = self.tracked.get(key)
         if entry is None:
             return
-        wanted = intent(entry.body)
-        if entry.failures and wanted != entry.failed_intent:
-            entry.failures, entry.retry_at = 0, 0.0  # the user changed something: try now
-        if entry.failures and time.monotonic() < entry.retry_at:
-            return  # backing off; the resync loop comes back at wake_at
-        children = self.children(key)
-        seen = fingerprint(entry.body, children)
-        due = entry.wake_at is not None and datetime.now(UTC) >= entry.wake_at
-        if entry.fingerprint == seen and not due:
-            return
         async with entry.lock:
+            wanted = intent(entry.body)
+            if entry.failures and wanted != entry.failed_intent:
+                entry.failures, entry.retry_at = 0, 0.0  # the user changed something: try now
+            if entry.failures and time.monotonic() < entry.retry_at:
+                return  # backing off; the resync loop comes back at wake_at
+            children = self.children(key)
+            seen = fingerprint(entry.body, children)
+            due = entry.wake_at is not None and datetime.now(UTC) >= entry.wake_at
+            if entry.fingerprint == seen and not due:
+                return
             entry.last_run = time.monotonic()
             try:
                 reconciled = await asyncio.to_thread(self.reconcile, entry.body, children)
@@ -136,16 +139,16 @@ class Scheduler:
                 return
             for event in reconciled.events:
                 await asyncio.to_thread(self.post_event, entry.body, event)
-        if reconciled.failed:
-            self._failed(entry, wanted)
-            return
-        if entry.failures:
-            entry.failures = 0
-            self._count_backing_off()
-        # After writes the next watch events change the fingerprint anyway; remember it only
-        # when this reconcile found everything in place.
-        entry.fingerprint = None if reconciled.writes else seen
-        entry.wake_at = reconciled.wake_at
+            if reconciled.failed:
+                self._failed(entry, wanted)
+                return
+            if entry.failures:
+                entry.failures = 0
+                self._count_backing_off()
+            # After writes the next watch events change the fingerprint anyway; remember it
+            # only when this reconcile found everything in place.
+            entry.fingerprint = None if reconciled.writes else seen
+            entry.wake_at = reconciled.wake_at
 
     def _failed(self, entry: Tracked, wanted: tuple[str, ...]) -> None:
         """Wait before the next try: longer after each failure in a row."""
