@@ -238,18 +238,24 @@ def _sample_requests(model: Model, decoded: Sequence[InferRequest]) -> list[tupl
     and strings shuffled: token ids stay valid ids), so rows differ: copies of one row cannot
     show a model that mixes rows."""
     requests = [(request.feeds, request.rows) for request in decoded]
-    if decoded and (len(requests) < 2 or _alike(requests)):
+    if decoded and not _checkable(requests):
         requests += _variants(model, decoded[0].feeds, randomize_all=False)
     return requests
 
 
-def _alike(requests: Sequence[tuple[Feeds, int]]) -> bool:
-    """Whether the requests (of one shape) hold a single distinct row between them."""
-    if len({batch_key(feeds) for feeds, _ in requests}) != 1:
-        return False
-    names = list(requests[0][0])
-    merged = {name: np.concatenate([feeds[name] for feeds, _ in requests]) for name in names}
-    return distinct_rows(merged) < 2
+def _checkable(requests: Sequence[tuple[Feeds, int]]) -> bool:
+    """Whether some two requests share a shape (the batcher would merge them) and hold distinct
+    rows between them; samples of different lengths, or copies of one row, are not."""
+    groups: dict[object, list[Feeds]] = {}
+    for feeds, _ in requests:
+        groups.setdefault(batch_key(feeds), []).append(feeds)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        merged = {name: np.concatenate([feeds[name] for feeds in members]) for name in members[0]}
+        if distinct_rows(merged) >= 2:
+            return True
+    return False
 
 
 def _variants(model: Model, feeds: Feeds, *, randomize_all: bool) -> list[tuple[Feeds, int]]:

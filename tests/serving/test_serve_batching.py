@@ -442,3 +442,15 @@ def test_one_clients_bad_token_id_fails_only_its_own_request(tmp_path: Path, log
     assert {code for bad, code in codes if not bad} == {200}
     assert {code for bad, code in codes if bad} == {400}
     assert "99999" not in server.logs()
+
+
+def test_samples_of_different_lengths_still_check_batching(tmp_path: Path) -> None:
+    """Two warm-up samples of different sequence lengths cannot be merged with each other,
+    and the check used to give up ("needs two requests of one shape") although variants of a
+    sample can be: a row-independent text model stayed unbatched. Variants now make up any
+    group the samples lack."""
+    model = Model.load(onnx_models.lookup(tmp_path / "lookup.onnx"), name="lookup", version="1",
+                       sha256="-", options=SessionOptions())  # fmt: skip
+    samples = Samples(tmp_path / "samples.json", (token_sample([5, 7, 9]), token_sample([4, 2])))
+    prepare(model, samples=samples, batching=True)
+    assert model.batching.state == "on", model.batching
