@@ -29,7 +29,7 @@ from . import __version__, exitcodes
 from .auth import Authenticator, may_read_payloads
 from .batching import Batcher
 from .codec import InferRequest
-from .config import Settings
+from .config import Settings, memory_budget
 from .content_encoding import decompress
 from .errors import (
     MethodNotAllowedError,
@@ -141,7 +141,11 @@ class App:
                 intra_op_threads=s.intra_op_threads,
                 inter_op_threads=s.inter_op_threads,
                 graph_optimization=s.graph_optimization,
-                max_memory=s.max_model_memory,
+                max_memory=(
+                    memory_budget(model_bytes=fetched.path.stat().st_size)
+                    if s.max_model_memory is None
+                    else s.max_model_memory
+                ),
             ),
         )
         prepare(

@@ -50,8 +50,8 @@ class Settings:
     max_concurrency: int = 0
     max_queue: int = 1024
     reject_nonfinite: bool = False
-    # Bytes ONNX Runtime may allocate for the model (0: unbounded); see memory_budget.
-    max_model_memory: int = 0
+    # Bytes ONNX Runtime may allocate for inferences (0: unbounded; None: auto, memory_budget).
+    max_model_memory: int | None = 0
     auth_token: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
@@ -131,9 +131,11 @@ CGROUP: Final = Path("/sys/fs/cgroup")
 _NO_LIMIT: Final = 1 << 62
 
 
-def memory_budget(root: Path = CGROUP) -> int:
-    """The default --max-model-memory: three quarters of the container's memory limit, leaving
-    the rest to Python, request buffers and the answers; 0 (unbounded) when there is no limit.
+def memory_budget(root: Path = CGROUP, *, model_bytes: int = 0) -> int:
+    """The default (auto) --max-model-memory: three quarters of the container's memory limit,
+    leaving the rest to Python, request buffers and the answers, less the model's weights,
+    which ONNX Runtime holds outside the bounded arena (at least an eighth of the limit);
+    0 (unbounded) when there is no limit.
 
     Why a default: a small input can make a model allocate gigabytes (attention is quadratic in
     the sequence length); bounded, that request gets a 413, unbounded, the OOM killer ends the
@@ -145,7 +147,8 @@ def memory_budget(root: Path = CGROUP) -> int:
             continue
         if not text.isdigit() or int(text) >= _NO_LIMIT:
             return 0
-        return int(text) * 3 // 4
+        limit = int(text)
+        return max(limit * 3 // 4 - model_bytes, limit // 8)
     return 0
 
 
@@ -257,8 +260,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default="auto",
         type=_memory,
         help="bytes ONNX Runtime may allocate for the model and its inferences; an inference "
-        "that needs more gets 413 (auto: 3/4 of the container's memory limit, none without one; "
-        "0: unbounded)",
+        "that needs more gets 413 (auto: 3/4 of the container's memory limit less the model "
+        "file's size, none without a limit; 0: unbounded)",
     )
     add(
         "--auth-token",
@@ -385,9 +388,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         reject_nonfinite=args.reject_nonfinite,
-        max_model_memory=memory_budget()
-        if args.max_model_memory is None
-        else args.max_model_memory,
+        max_model_memory=args.max_model_memory,
         auth_token=token,
         jwt_secret=secret,
         jwt_public_key=public_key,

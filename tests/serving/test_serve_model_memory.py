@@ -52,11 +52,15 @@ def test_an_input_that_needs_more_memory_than_allowed_is_a_413(
 
 def test_the_default_bound_follows_the_container_memory_limit(tmp_path: Path) -> None:
     """Unset, the bound is three quarters of the cgroup's memory limit (v2 memory.max, v1
-    memory.limit_in_bytes), so a pod is bounded by default; no limit, no bound."""
+    memory.limit_in_bytes) less the model's weights, so a pod is bounded by default; no limit,
+    no bound."""
     v2 = tmp_path / "v2"
     v2.mkdir()
     (v2 / "memory.max").write_text("1073741824\n")
     assert memory_budget(v2) == 805306368
+    # The weights live outside the bounded arena: they come off the budget, down to 1/8.
+    assert memory_budget(v2, model_bytes=300 << 20) == 805306368 - (300 << 20)
+    assert memory_budget(v2, model_bytes=1 << 30) == 134217728
     (v2 / "memory.max").write_text("max\n")
     assert memory_budget(v2) == 0
     v1 = tmp_path / "v1"
