@@ -181,13 +181,18 @@ def _synthetic(model: Model) -> tuple[Feeds | None, Finding]:
     tried: set[tuple[tuple[int, ...], ...]] = set()
     first_error = ""
     stopped = ""
+    smallest = 0  # values in the smallest input passed over for size, when none was tried
     for leading, other in _candidates():
         if time.monotonic() - started > SEARCH_SECONDS:
             stopped = f"; stopped after {SEARCH_SECONDS:.0f}s"
             break
         feeds = _zeros(model, leading, other)
         shapes = tuple(array.shape for array in feeds.values())
-        if shapes in tried or sum(array.size for array in feeds.values()) > MAX_VALUES:
+        values = sum(array.size for array in feeds.values())
+        if values > MAX_VALUES:
+            smallest = min(smallest or values, values)
+            continue
+        if shapes in tried:
             continue
         tried.add(shapes)
         try:
@@ -198,10 +203,15 @@ def _synthetic(model: Model) -> tuple[Feeds | None, Finding]:
         sizes = f"{leading}" if leading == other else f"{other}, leading axes at {leading}"
         return feeds, Finding("ok", f"synthetic inputs answered (symbolic dimensions at {sizes})")
     listed = ", ".join(str(size) for size in SIZES)
+    if tried:
+        why = f"symbolic dimensions tried at {listed}{stopped}; the first try failed with: "
+        why += first_error
+    else:
+        why = f"its inputs need at least {smallest} values, over the {MAX_VALUES} a synthetic "
+        why += "warm-up allocates"
     return None, Finding(
         "skipped",
-        f"no synthetic input ran (symbolic dimensions tried at {listed}{stopped}; the first "
-        f"try failed with: {first_error}); the model is served unwarmed: give real requests "
+        f"no synthetic input ran ({why}); the model is served unwarmed: give real requests "
         "with --warmup-file to warm it up",
     )
 

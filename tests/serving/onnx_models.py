@@ -19,6 +19,11 @@ FEATURES = 4  # the recurrent model's input size
 MATMUL_FEATURES = 5  # the only width the `unrunnable` model accepts: no synthetic size is 5
 
 
+def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
+    """Save a graph built in a test as these models are saved (opset 17, IR 8, checked)."""
+    return _save(graph, path)
+
+
 def _save(graph: onnx.GraphProto, path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

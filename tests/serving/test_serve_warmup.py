@@ -253,3 +253,23 @@ def test_warmup_off_is_reported_not_hidden(models: Path) -> None:
     prepare(model, warmup=False)
     assert model.warmup.state == "off"
     assert model.metadata()["parameters"]["warmup"] == "off"
+
+
+def test_a_model_too_large_to_warm_up_synthetically_says_so(tmp_path: Path) -> None:
+    """A fixed input of 2**24 + 1 values is over the synthetic warm-up's size limit, so no size
+    was tried at all; the reason used to end "the first try failed with: )", naming no try."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, (1 << 24) + 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, (1 << 24) + 1])],
+    )
+    path = tmp_path / "huge.onnx"
+    onnx_models.save_graph(graph, path)
+    model = Model.load(path, name="huge", version="1", sha256="-", options=SessionOptions())
+    prepare(model)
+    assert model.warmup.state == "skipped"
+    assert "16777217 values" in model.warmup.reason, model.warmup.reason
+    assert "failed with: )" not in model.warmup.reason
