@@ -377,11 +377,11 @@ class App:
             "max_batch_size": s.max_batch_size if batches else 0,
             "input": [
                 {"name": t.name, "data_type": "TYPE_" + t.datatype.replace("BYTES", "STRING"),
-                 "dims": dims(t.shape)} for t in model.inputs
+                 "dims": [-1] if t.any_rank else dims(t.shape)} for t in model.inputs
             ],
             "output": [
                 {"name": t.name, "data_type": "TYPE_" + t.datatype.replace("BYTES", "STRING"),
-                 "dims": dims(t.shape)} for t in model.outputs
+                 "dims": [-1] if t.any_rank else dims(t.shape)} for t in model.outputs
             ],
             "dynamic_batching": {"max_queue_delay_microseconds": int(s.max_delay_ms * 1000)},
             "parameters": {k: {"string_value": v} for k, v in model.parameters().items()},

@@ -53,6 +53,8 @@ def _shape_text(shape: Any) -> str:
 def _check_shape(spec: TensorSpec, shape: Any, where: str) -> tuple[int, ...]:
     if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRequestError(f"{where}: 'shape' must be a list of non-negative integers")
+    if spec.any_rank:
+        return tuple(shape)
     expected = spec.shape
     if len(shape) != len(expected) or any(
         want >= 0 and got != want for want, got in zip(expected, shape, strict=True)

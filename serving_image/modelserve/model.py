@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from .errors import ModelLoadError
+from .protowire import shapeless_tensors
 
 log = logging.getLogger("modelserve.model")
 
@@ -99,10 +100,14 @@ class TensorSpec:
     # The model's symbolic name for each dynamic dimension ("batch", "seq"), else None:
     # inputs sharing a name must agree on its size, which the codec checks.
     dim_names: tuple[str | None, ...] = ()
+    # The model states no shape at all (not even a rank): any shape is taken. ONNX Runtime
+    # reports such a tensor's shape as [], a scalar's, so `Model` tells the two apart.
+    any_rank: bool = False
 
     def metadata(self) -> dict[str, Any]:
-        """The OIP tensor metadata object."""
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        """The OIP tensor metadata object ([-1] for a tensor of unknown rank)."""
+        shape = [-1] if self.any_rank else list(self.shape)
+        return {"name": self.name, "datatype": self.datatype, "shape": shape}
 
     @property
     def features(self) -> int:
@@ -173,13 +178,17 @@ class Model:
         version: str,
         sha256: str,
         load_seconds: float,
+        shapeless: frozenset[str] = frozenset(),
     ) -> None:
         self.session = session
         self.name = name
         self.version = version
         self.sha256 = sha256
         self.load_seconds = load_seconds
-        self.inputs: tuple[TensorSpec, ...] = tuple(_spec(a) for a in session.get_inputs())
+        self.inputs: tuple[TensorSpec, ...] = tuple(
+            replace(spec, any_rank=True) if spec.name in shapeless else spec
+            for spec in (_spec(a) for a in session.get_inputs())
+        )
         # Outputs no OIP tensor can carry (skl2onnx's default ZipMap: a sequence of maps) are
         # left out, by name and type, rather than refuse the tensors beside them (the label).
         outputs = session.get_outputs()
@@ -191,7 +200,10 @@ class Model:
             first = outputs[0]
             raise ModelLoadError(f"output {first.name!r} has type {first.type}, which is not "
                                  "served, and the model has no tensor output to serve")  # fmt: skip
-        self.outputs: tuple[TensorSpec, ...] = tuple(_spec(a, "output") for a in served)
+        self.outputs: tuple[TensorSpec, ...] = tuple(
+            replace(spec, any_rank=True) if spec.name in shapeless else spec
+            for spec in (_spec(a, "output") for a in served)
+        )
         self.input_by_name = {spec.name: spec for spec in self.inputs}
         self.output_by_name = {spec.name: spec for spec in self.outputs}
         self.output_names = [spec.name for spec in self.outputs]
@@ -235,6 +247,7 @@ class Model:
             version=version,
             sha256=sha256,
             load_seconds=time.perf_counter() - started,
+            shapeless=shapeless_tensors(path),
         )
         if model.unserved:
             log.warning(

@@ -18,6 +18,7 @@ import servekit
 from onnx import TensorProto, helper
 
 from modelserve.codec import decode_v2
+from modelserve.errors import BadRequestError
 from modelserve.metrics import DriftStats
 from modelserve.model import Model, SessionOptions
 
@@ -145,3 +146,38 @@ def test_drift_tracking_waits_for_rows_that_have_values() -> None:
     drift.fold()
     assert drift.rows == {"x": 12}
     assert drift.sums["x"].tolist() == [24.0, 24.0, 24.0]
+
+
+def save(graph: onnx.GraphProto, path: Path) -> Path:
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_an_input_without_shape_information_takes_any_shape(tmp_path: Path) -> None:
+    """Some exports carry no shape for an input (rank unknown). ONNX Runtime reports its shape
+    as [], as it does a scalar's, and the server took it for a scalar: every real request was
+    a 400 ("expected shape [], got [2, 2]"). The rank is now told apart at load (ONNX Runtime
+    refuses a wrong rank only for a declared one): any shape is taken, and the metadata says
+    [-1]. A declared scalar still takes only []."""
+    free = save(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "shapeless",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    ), tmp_path / "shapeless.onnx")  # fmt: skip
+    scalar = save(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    ), tmp_path / "scalar.onnx")  # fmt: skip
+    model = Model.load(free, name="shapeless", version="1", sha256="-", options=SessionOptions())
+    body = {"inputs": [tensor("x", np.array([[1, -2], [-3, 4]], np.float32))]}
+    request = decode_v2(json.dumps(body).encode(), model)
+    assert model.run(request.feeds)["y"].tolist() == [[1, 0], [0, 4]]
+    assert model.metadata()["inputs"][0]["shape"] == [-1]
+    assert model.metadata()["outputs"][0]["shape"] == [-1]
+    fixed = Model.load(scalar, name="scalar", version="1", sha256="-", options=SessionOptions())
+    assert fixed.metadata()["inputs"][0]["shape"] == []
+    with pytest.raises(BadRequestError, match=r"expected shape \[\], got \[2, 2\]"):
+        decode_v2(json.dumps(body).encode(), fixed)
+    one = {"inputs": [{"name": "x", "shape": [], "datatype": "FP32", "data": 3.0}]}
+    assert fixed.run(decode_v2(json.dumps(one).encode(), fixed).feeds)["y"].tolist() == 3.0
