@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -455,7 +456,8 @@ def distinct_rows(feeds: Feeds) -> int:
     """How many different rows (all inputs' values along the first axis together) `feeds`
     holds: copies of one row answer alike batched or alone, even from a model that mixes rows
     (a maximum over the batch), so they prove nothing."""
-    columns = [array.reshape(array.shape[0], -1) for array in feeds.values() if array.ndim]
+    columns = [array.reshape(array.shape[0], math.prod(array.shape[1:]))
+               for array in feeds.values() if array.ndim]  # fmt: skip
     if not columns:
         return 0
     rows = {

@@ -454,3 +454,16 @@ def test_samples_of_different_lengths_still_check_batching(tmp_path: Path) -> No
     samples = Samples(tmp_path / "samples.json", (token_sample([5, 7, 9]), token_sample([4, 2])))
     prepare(model, samples=samples, batching=True)
     assert model.batching.state == "on", model.batching
+
+
+def test_a_sample_of_empty_rows_leaves_batching_off_without_a_crash(tmp_path: Path) -> None:
+    """A sample of zero-length sequences ([1, 0]) runs, but its rows have no values to tell
+    apart: the distinct-rows count must not fail reshaping them (numpy cannot infer -1 for an
+    empty array), and batching stays off for want of distinct rows."""
+    model = Model.load(onnx_models.lookup(tmp_path / "lookup.onnx"), name="lookup", version="1",
+                       sha256="-", options=SessionOptions())  # fmt: skip
+    empty = orjson.dumps({"inputs": [{"name": "input_ids", "shape": [1, 0], "datatype": "INT64",
+                                      "data": []}]})  # fmt: skip
+    prepare(model, samples=Samples(tmp_path / "samples.json", (empty,)), batching=True)
+    assert model.batching.state == "off"
+    assert "distinct rows" in model.batching.reason
