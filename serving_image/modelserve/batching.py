@@ -413,6 +413,11 @@ def check(
                  None)  # fmt: skip
     if fixed is not None:
         kind = "input" if fixed in model.inputs else "output"
+        if fixed.any_rank:
+            return Finding("off", f"{kind} {fixed.name!r} has no shape in the model, so no known "
+                                  "batch dimension")  # fmt: skip
+        if not fixed.shape:
+            return Finding("off", f"{kind} {fixed.name!r} is a scalar: it has no batch dimension")
         return Finding("off", f"{kind} {fixed.name!r} has a fixed first dimension")
     if max_rows < 2:
         return Finding("off", "--max-batch-size is 1")

@@ -467,3 +467,22 @@ def test_a_sample_of_empty_rows_leaves_batching_off_without_a_crash(tmp_path: Pa
     prepare(model, samples=Samples(tmp_path / "samples.json", (empty,)), batching=True)
     assert model.batching.state == "off"
     assert "distinct rows" in model.batching.reason
+
+
+def test_a_scalar_input_is_named_as_the_reason_batching_stays_off(tmp_path: Path) -> None:
+    """A scalar beside the batch (a temperature) has no batch dimension to merge along; the
+    reason said it "has a fixed first dimension", which a scalar has not."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "temperature"], ["y"])],
+        "scaled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("temperature", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )  # fmt: skip
+    path = onnx_models.save_graph(graph, tmp_path / "scaled.onnx")
+    model = Model.load(path, name="scaled", version="1", sha256="-", options=SessionOptions())
+    prepare(model, batching=True)
+    assert model.batching.state == "off"
+    assert model.batching.reason == "input 'temperature' is a scalar: it has no batch dimension"
