@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import save_model
 
 from modeldeploy.api.spec import Analysis
 from modeldeploy.core.analysis import Verdict
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.skipif(
 )
 ROWS = 4
 REQUESTS = 300
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def lookup_model(path: Path, table_size: int) -> Path:
@@ -59,7 +51,7 @@ def lookup_model(path: Path, table_size: int) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch"])],
         [table, axes],
     )  # fmt: skip
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def slow_model(path: Path, layers: int = 24, width: int = 1024) -> Path:
@@ -80,7 +72,7 @@ def slow_model(path: Path, layers: int = 24, width: int = 1024) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch"])],
         inits,
     )  # fmt: skip
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def load(server: servekit.Server, seed: int) -> dict[int, int]:

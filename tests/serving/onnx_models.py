@@ -21,10 +21,11 @@ MATMUL_FEATURES = 5  # the only width the `unrunnable` model accepts: no synthet
 
 def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
     """Save a graph built in a test as these models are saved (opset 17, IR 8, checked)."""
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
+def save_model(graph: onnx.GraphProto, path: Path) -> Path:
+    """Check and write a test model at opset 17, IR 8: what every test builder here ends with."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -42,7 +43,7 @@ def reflect_pad(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "padded"])],
         [numpy_helper.from_array(np.array([0, 1, 0, 1], np.int64), "pads")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def strided_concat(path: Path) -> Path:
@@ -61,7 +62,7 @@ def strided_concat(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6, "h2", "w2"])],
         [numpy_helper.from_array(np.array([1, 1, 16, 16], np.float32), "scales")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def recurrent(path: Path, seed: int = 0) -> Path:
@@ -103,7 +104,7 @@ def recurrent(path: Path, seed: int = 0) -> Path:
             numpy_helper.from_array(weights(2, 6 * HIDDEN), "B"),
         ],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def unrunnable(path: Path) -> Path:
@@ -117,7 +118,7 @@ def unrunnable(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
         [numpy_helper.from_array(w, "w")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def cumsum_rows(path: Path) -> Path:
@@ -130,7 +131,7 @@ def cumsum_rows(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
         [numpy_helper.from_array(np.array(0, np.int64), "axis")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def softmax_rows(path: Path) -> Path:
@@ -141,7 +142,7 @@ def softmax_rows(path: Path) -> Path:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def token_max(path: Path) -> Path:
@@ -160,7 +161,7 @@ def token_max(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])],
         [numpy_helper.from_array(table, "table")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def zipmap_classifier(path: Path, *, with_label: bool = True) -> Path:
@@ -208,7 +209,7 @@ def lookup(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])],
         [numpy_helper.from_array(table, "table")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def outer_sum(path: Path) -> Path:
@@ -230,4 +231,4 @@ def outer_sum(path: Path) -> Path:
             numpy_helper.from_array(np.array([1], np.int64), "middle"),
         ],
     )
-    return _save(graph, path)
+    return save_model(graph, path)

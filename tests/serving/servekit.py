@@ -15,20 +15,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnx
 import serverproc
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import save_model
 from serverproc import free_port as free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def mlp(path: Path, dims: tuple[int, ...] = (4, 16, 3), seed: int = 0) -> Path:
@@ -54,7 +46,7 @@ def mlp(path: Path, dims: tuple[int, ...] = (4, 16, 3), seed: int = 0) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", dims[-1]])],
         inits,
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def multi(path: Path) -> Path:
@@ -83,7 +75,7 @@ def multi(path: Path) -> Path:
         ],
         [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def strings(path: Path) -> Path:
@@ -94,7 +86,7 @@ def strings(path: Path) -> Path:
         [helper.make_tensor_value_info("text", TensorProto.STRING, ["b"])],
         [helper.make_tensor_value_info("echo", TensorProto.STRING, ["b"])],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def fixed(path: Path) -> Path:
@@ -106,7 +98,7 @@ def fixed(path: Path) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])],
         [numpy_helper.from_array(np.ones(4, dtype=np.float32), "one")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def ragged(path: Path) -> Path:
@@ -121,7 +113,7 @@ def ragged(path: Path) -> Path:
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq"])],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 def flat(path: Path) -> Path:
@@ -134,7 +126,7 @@ def flat(path: Path) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["values"])],
         [numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus_one")],
     )
-    return _save(graph, path)
+    return save_model(graph, path)
 
 
 @dataclass
