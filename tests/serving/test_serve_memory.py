@@ -184,9 +184,9 @@ def test_silent_connections_make_room_at_the_cap(model_dir: Path, log_dir: Path)
     assert closed == 2
 
 
-def test_bodies_held_at_once_are_bounded(model_dir: Path, log_dir: Path) -> None:
-    """Two uploads of 700 kB do not fit in 1 MB of buffers: the second is refused at its head
-    with a 503 (retry shortly), and served once the first is done."""
+def _budget_of_one_upload(model_dir: Path, log_dir: Path) -> tuple[servekit.Server, bytes, bytes]:
+    """A server whose 1 MB buffer budget holds one 700 kB upload but not two, with the head and
+    body of such an upload."""
     server = servekit.start(
         model_dir / "mlp.onnx", "--max-buffered-bytes", "1000000",
         "--max-body-bytes", "800000", log_dir=log_dir,
@@ -194,6 +194,13 @@ def test_bodies_held_at_once_are_bounded(model_dir: Path, log_dir: Path) -> None
     body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                      "data": [1, 2, 3, 4]}], "id": "x" * 700_000})  # fmt: skip
     head = INFER + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    return server, head, body
+
+
+def test_bodies_held_at_once_are_bounded(model_dir: Path, log_dir: Path) -> None:
+    """Two uploads of 700 kB do not fit in 1 MB of buffers: the second is refused at its head
+    with a 503 (retry shortly), and served once the first is done."""
+    server, head, body = _budget_of_one_upload(model_dir, log_dir)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as first:
             first.sendall(head + body[:1000])
@@ -217,13 +224,7 @@ def test_stalled_uploads_give_their_buffer_room_back(model_dir: Path, log_dir: P
     of it: every inference request, even of 100 bytes, got 503 until --request-timeout (60 s),
     and again as the heads were renewed. When room is short, an upload arriving slower than
     64 KiB/s for over a second now gives its room back (answered 408)."""
-    server = servekit.start(
-        model_dir / "mlp.onnx", "--max-buffered-bytes", "1000000",
-        "--max-body-bytes", "800000", log_dir=log_dir,
-    )  # fmt: skip
-    body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
-                                     "data": [1, 2, 3, 4]}], "id": "x" * 700_000})  # fmt: skip
-    head = INFER + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    server, head, body = _budget_of_one_upload(model_dir, log_dir)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as stalled:
             stalled.sendall(head + body[:1000])
