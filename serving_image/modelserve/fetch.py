@@ -274,16 +274,9 @@ class _WatchedHTTP(http.client.HTTPConnection):
         self._deadline.watch(self.sock)
 
 
-class _WatchedHTTPS(http.client.HTTPSConnection):
-    """The same for HTTPS (the TLS handshake is bounded by the socket timeout alone)."""
-
-    def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
-        super().__init__(host, **kwargs)
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        super().connect()
-        self._deadline.watch(self.sock)
+class _WatchedHTTPS(_WatchedHTTP, http.client.HTTPSConnection):
+    """The same for HTTPS: the method order puts HTTPSConnection's TLS connect under the
+    watch (the TLS handshake is bounded by the socket timeout alone)."""
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
