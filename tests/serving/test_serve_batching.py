@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -269,18 +270,27 @@ def scrape(server: servekit.Server, name: str) -> float:
     return float(found.group(1))
 
 
+def _clients_then_stop(
+    server: servekit.Server, model: Path, name: str, count: int = 200
+) -> tuple[int, str, dict[str, Any], float]:
+    """Concurrent clients' wrong answers, then what the server says of its batching: the
+    metrics text, the model config and the batching gauge; the server then exits cleanly."""
+    try:
+        wrong = wrong_answers(server, model, name, count=count)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        config = httpx.get(f"{server.url}/v2/models/{name}/config").json()
+        enabled = scrape(server, "modelserve_batching_enabled")
+    finally:
+        assert server.stop() == 0
+    return wrong, metrics, config, enabled
+
+
 def test_batching_is_off_by_default(mixing: Path, log_dir: Path) -> None:
     """No flag: each request runs alone, even with a batching window that would have merged
     them. A CumSum over axis 0 used to answer most concurrent clients with others' rows."""
     model = mixing / "cumsum_rows.onnx"
     server = servekit.start(model, "--max-delay-ms", "50", log_dir=log_dir)
-    try:
-        wrong = wrong_answers(server, model, "cumsum_rows")
-        metrics = httpx.get(f"{server.url}/metrics").text
-        config = httpx.get(f"{server.url}/v2/models/cumsum_rows/config").json()
-        enabled = scrape(server, "modelserve_batching_enabled")
-    finally:
-        assert server.stop() == 0
+    wrong, metrics, config, enabled = _clients_then_stop(server, model, "cumsum_rows")
     assert wrong == 0
     _, batches = histogram(metrics, "modelserve_batch_size")
     assert batches == 200  # one inference per request
@@ -319,13 +329,9 @@ def test_batching_asked_for_is_refused_when_the_check_differs(
 def test_a_row_independent_model_batches_when_asked(model_dir: Path, log_dir: Path) -> None:
     server = servekit.start(model_dir / "mlp.onnx", "--batching", "true", "--max-delay-ms", "50",
                             log_dir=log_dir)  # fmt: skip
-    try:
-        wrong = wrong_answers(server, model_dir / "mlp.onnx", "mlp", count=96)
-        metrics = httpx.get(f"{server.url}/metrics").text
-        config = httpx.get(f"{server.url}/v2/models/mlp/config").json()
-        enabled = scrape(server, "modelserve_batching_enabled")
-    finally:
-        assert server.stop() == 0
+    wrong, metrics, config, enabled = _clients_then_stop(
+        server, model_dir / "mlp.onnx", "mlp", count=96
+    )
     assert wrong == 0
     rows, batches = histogram(metrics, "modelserve_batch_size")
     assert batches < 96 / 2, f"{batches} batches for 96 requests"
