@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import onnx_models
 import pytest
 import servekit
 
@@ -20,14 +21,11 @@ collect_ignore = ["kserve_client.py"]
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with every test model, generated once."""
-    root = tmp_path_factory.mktemp("models")
-    servekit.mlp(root / "mlp.onnx")
-    servekit.multi(root / "multi.onnx")
-    servekit.strings(root / "strings.onnx")
-    servekit.fixed(root / "fixed.onnx")
-    servekit.ragged(root / "ragged.onnx")
-    servekit.flat(root / "flat.onnx")
-    return root
+    return onnx_models.write_models(
+        tmp_path_factory.mktemp("models"),
+        servekit.mlp, servekit.multi, servekit.strings,
+        servekit.fixed, servekit.ragged, servekit.flat,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

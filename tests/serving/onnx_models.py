@@ -8,6 +8,7 @@ Each returns the path it wrote. servekit.py holds the row-independent models mos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,13 @@ MATMUL_FEATURES = 5  # the only width the `unrunnable` model accepts: no synthet
 def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
     """Save a graph built in a test as these models are saved (opset 17, IR 8, checked)."""
     return save_model(graph, path)
+
+
+def write_models(root: Path, *builders: Callable[[Path], Path]) -> Path:
+    """Write each builder's model as ROOT/<builder name>.onnx; the folder a fixture returns."""
+    for build in builders:
+        build(root / f"{build.__name__}.onnx")
+    return root
 
 
 def save_model(graph: onnx.GraphProto, path: Path) -> Path:

@@ -220,13 +220,11 @@ def test_models_with_integer_inputs_never_run_inline(model_dir: Path) -> None:
 def mixing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Models that combine values along the first axis, and one whose state's batch axis is
     the second: batching any of them answers clients with each other's rows."""
-    root = tmp_path_factory.mktemp("mixing")
-    onnx_models.cumsum_rows(root / "cumsum_rows.onnx")
-    onnx_models.softmax_rows(root / "softmax_rows.onnx")
-    onnx_models.recurrent(root / "recurrent.onnx")
-    onnx_models.unrunnable(root / "unrunnable.onnx")
-    onnx_models.token_max(root / "token_max.onnx")
-    return root
+    return onnx_models.write_models(
+        tmp_path_factory.mktemp("mixing"),
+        onnx_models.cumsum_rows, onnx_models.softmax_rows, onnx_models.recurrent,
+        onnx_models.unrunnable, onnx_models.token_max,
+    )  # fmt: skip
 
 
 def requests_for(name: str, count: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -26,12 +26,11 @@ from modelserve.warmup import prepare, read_samples
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("warmup-models")
-    onnx_models.reflect_pad(root / "reflect_pad.onnx")
-    onnx_models.strided_concat(root / "strided_concat.onnx")
-    onnx_models.recurrent(root / "recurrent.onnx")
-    onnx_models.unrunnable(root / "unrunnable.onnx")
-    return root
+    return onnx_models.write_models(
+        tmp_path_factory.mktemp("warmup-models"),
+        onnx_models.reflect_pad, onnx_models.strided_concat,
+        onnx_models.recurrent, onnx_models.unrunnable,
+    )  # fmt: skip
 
 
 def tensor(name: str, values: np.ndarray) -> dict[str, Any]:
