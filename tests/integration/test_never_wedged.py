@@ -156,6 +156,9 @@ def test_a_rejected_child_is_degraded_and_retried_at_the_backoff_rate(
     print(f"\n{len(tries)} refused applies of the Deployment in {window} s, at {tries}")
     # Backoff 1, 2, 4, 8, 16, 32 s: at most 6 tries in 40 s (one per second before the fix).
     assert 3 <= len(tries) <= 6, tries  # still retried, never given up on
+    exported = operator_process.metrics()
+    assert 'modeldeploy_apply_failures_total{kind="Deployment"}' in exported
+    assert "modeldeploy_backing_off_objects 1.0" in exported
     assert all(b >= a * 1.5 for a, b in itertools.pairwise(gaps[1:])), gaps
     assert len([e for e in events(crd, namespace, "picky") if e["reason"] == "ApplyFailed"]) == 1
 

@@ -104,7 +104,8 @@ class Scheduler:
 
     def forget(self, key: Key) -> None:
         """The object was deleted: reconcile it never again."""
-        self.tracked.pop(key, None)
+        if self.tracked.pop(key, Tracked({})).failures:
+            self._count_backing_off()
 
     async def run(self, key: Key) -> None:
         """Reconcile one object unless nothing changed since its last reconcile, nothing is
