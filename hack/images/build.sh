@@ -5,7 +5,7 @@
 # (namespace k8s.io) when that node is running (hack/cluster/node/localnode.py loads the cached
 # tarballs itself when it starts, so building before `up` works too).
 #
-#   hack/images/build.sh                  # every image: pause echo operator serving
+#   hack/images/build.sh                  # the node's: pause coredns echo operator serving
 #   hack/images/build.sh pause echo       # only these
 #   hack/images/build.sh --no-load ...    # build and save, do not import into the node
 #
@@ -30,6 +30,9 @@ base_ref=modeldeploy/base:$suite
 rootfs_ref=modeldeploy/debootstrap:$suite
 host_ca=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 tag=${MODELDEPLOY_IMAGE_TAG:-dev}
+# Versions of the kind cluster's own images (hack/kind/node-image.sh preloads them).
+# shellcheck source=hack/kind/versions.sh
+. "$repo/hack/kind/versions.sh"
 
 log() { printf '>> %s\n' "$*" >&2; }
 die() { printf 'images: %s\n' "$*" >&2; exit 1; }
@@ -43,7 +46,7 @@ for arg in "$@"; do
     *) names+=("$arg") ;;
   esac
 done
-[ ${#names[@]} -gt 0 ] || names=(pause echo operator serving)
+[ ${#names[@]} -gt 0 ] || names=(pause coredns echo operator serving)
 
 # name -> reference, Dockerfile, context ("repo": the repository's files as git sees them).
 declare -A ref=(
@@ -52,6 +55,14 @@ declare -A ref=(
   [echo]=modeldeploy/echo:$tag
   [operator]=modeldeploy/operator:$tag
   [serving]=modeldeploy/serving:$tag
+  [kube-apiserver]=registry.k8s.io/kube-apiserver:$K8S_VERSION
+  [kube-controller-manager]=registry.k8s.io/kube-controller-manager:$K8S_VERSION
+  [kube-scheduler]=registry.k8s.io/kube-scheduler:$K8S_VERSION
+  [kube-proxy]=registry.k8s.io/kube-proxy:$K8S_VERSION
+  [etcd]=registry.k8s.io/etcd:$ETCD_IMAGE_TAG
+  [coredns]=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
+  [flannel]=modeldeploy/flannel:$FLANNEL_VERSION
+  [local-path]=modeldeploy/local-path-provisioner:$LOCAL_PATH_VERSION
 )
 declare -A dockerfile=(
   [pause]=$here/pause/Dockerfile
@@ -59,7 +70,43 @@ declare -A dockerfile=(
   [echo]=$here/echo/Dockerfile
   [operator]=$repo/operator/Dockerfile
   [serving]=$repo/serving_image/Dockerfile
+  [kube-apiserver]=$here/component/Dockerfile
+  [kube-controller-manager]=$here/component/Dockerfile
+  [kube-scheduler]=$here/component/Dockerfile
+  [etcd]=$here/component/Dockerfile
+  [kube-proxy]=$here/kube-proxy/Dockerfile
+  [coredns]=$here/coredns/Dockerfile
+  [flannel]=$here/flannel/Dockerfile
+  [local-path]=$here/local-path/Dockerfile
 )
+
+# The kind images' binaries, compiled from source into the cache: name -> "builder binary...".
+declare -A binaries_of=(
+  [kube-apiserver]="k8s kube-apiserver"
+  [kube-controller-manager]="k8s kube-controller-manager"
+  [kube-scheduler]="k8s kube-scheduler"
+  [etcd]="k8s etcd"
+  [kube-proxy]="k8s kube-proxy"
+  [coredns]="kind coredns"
+  [flannel]="kind flanneld flannel-cni"
+  [local-path]="kind local-path-provisioner"
+)
+
+# Copy the binaries an image needs into the context $2, building them when not cached.
+# hack/kind/build-bins.sh caches name-version; the image sees plain names (flannel-cni: flannel).
+stage_binaries() {
+  local name=$1 context=$2 builder dir b
+  read -r builder rest <<<"${binaries_of[$name]}"
+  for b in $rest; do
+    if [ "$builder" = k8s ]; then
+      dir=$("$repo/hack/cluster/build.sh" "$b" | tail -n 1)
+      cp "$dir/$b" "$context/$b"
+    else
+      dir=$("$repo/hack/kind/build-bins.sh" "$b" | tail -n 1)
+      cp "$dir/$b-$(version_of "$b")" "$context/${b/flannel-cni/flannel}"
+    fi
+  done
+}
 
 ensure_docker() {
   "$docker" version >/dev/null 2>&1 && return
@@ -198,6 +245,13 @@ build_one() {
       rm -rf "$context"
       ;;
     echo | python) "$docker" "${args[@]}" "$(dirname "$file")" >/dev/null ;;
+    kube-* | etcd | coredns | flannel | local-path)
+      context=$(mktemp -d)
+      cp "$file" "$context/Dockerfile"
+      stage_binaries "$name" "$context"
+      "$docker" "${args[@]}" --build-arg "BINARY=$name" "$context" >/dev/null
+      rm -rf "$context"
+      ;;
     *)
       context=$(mktemp "$cache/context.XXXXXX.tar")
       local df

@@ -24,7 +24,6 @@ mkdir -p "$bin"
 declare -A src=(
   [crictl]="sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
   [coredns]="github.com/coredns/coredns@$COREDNS_VERSION"
-  [flanneld]="github.com/flannel-io/flannel@$FLANNEL_VERSION"
   [flannel-cni]="github.com/containernetworking/plugins/plugins/meta/flannel@$FLANNEL_CNI_VERSION"
   [local-path-provisioner]="github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION"
 )
@@ -58,6 +57,12 @@ for name in "${wanted[@]}"; do
   start=$SECONDS
   if [ "$name" = kubeadm ]; then
     build_kubeadm "$out.tmp"
+  elif [ "$name" = flanneld ]; then
+    # From hack/kind/flannel's module (one dependency replaced, see its go.mod). With cgo, as
+    # upstream builds it: its udp backend's proxy is C (Debian bookworm's glibc, as the image).
+    (cd "$here/flannel" && CGO_ENABLED=1 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION" \
+      -o "$out.tmp" github.com/flannel-io/flannel)
   else
     gobin=$(mktemp -d "$cache_root/kind/gobin.XXXXXX")
     GOBIN=$gobin CGO_ENABLED=0 GOFLAGS= go install -trimpath -ldflags "-s -w" "${src[$name]}"

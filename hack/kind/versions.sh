@@ -7,8 +7,8 @@ CRICTL_VERSION=v1.34.0
 COREDNS_VERSION=v1.13.1        # the tag kubeadm v1.35 expects
 FLANNEL_VERSION=v0.28.4        # also named in node/files/kind/manifests/default-cni.yaml
 # The flannel CNI plugin: github.com/flannel-io/cni-plugin is not served; containernetworking/
-# plugins v1.0.1 is its last release that still carried it.
-FLANNEL_CNI_VERSION=v1.0.1
+# plugins v0.9.1 is its last release on the proxy that still carries it (v1.0.1 does not).
+FLANNEL_CNI_VERSION=v0.9.1
 LOCAL_PATH_VERSION=v0.0.30     # also in default-storage.yaml; v0.0.34 is refused by the proxy
 # etcd: the server hack/cluster/build.sh builds (the version k8s.io/kubernetes v1.35.4's go.mod
 # pins, 3.6.5), tagged as such; kind-config.ci.yaml tells kubeadm that tag (it would ask 3.6.6-0).
