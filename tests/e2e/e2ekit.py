@@ -54,12 +54,15 @@ def run_client_script(
     script: str,
     *args: str,
     timeout: float = 120,
+    node: str | None = None,
 ) -> list[str]:
     """Run a Python script in a pod of the echo image until it exits; return its log lines
     (read with `kubectl logs`). The script can call `urlopen_retrying(url_or_request)`, which
     retries refused connections for 30s: kube-proxy programs a new endpoint a moment after the
-    EndpointSlice lists it, and until then a Service refuses connections."""
-    pod = {
+    EndpointSlice lists it, and until then a Service refuses connections. With node, the pod
+    runs on that node (a control plane's taints tolerated), so a test can say where its
+    traffic starts."""
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
@@ -76,6 +79,9 @@ def run_client_script(
             ],
         },
     }
+    if node:
+        pod["spec"]["nodeName"] = node
+        pod["spec"]["tolerations"] = [{"operator": "Exists"}]
     apply(cluster, namespace, pod)
     deadline = time.monotonic() + timeout
     phase = ""
@@ -133,3 +139,36 @@ def port_forward(cluster: localkube.Cluster, namespace: str, target: str) -> Ite
             yield f"http://127.0.0.1:{match[1]}"
         finally:
             pf.terminate()
+
+
+def schedulable_nodes(cluster: localkube.Cluster) -> list[str]:
+    """Names of the Ready nodes ordinary pods can land on (no NoSchedule/NoExecute taint, not
+    cordoned): kind's workers, or the one node of the real-node tier."""
+    names = []
+    for node in kubectl_json(cluster, "get", "nodes")["items"]:
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
+        )
+        tainted = any(
+            t.get("effect") in {"NoSchedule", "NoExecute"} for t in node["spec"].get("taints") or []
+        )
+        if ready and not tainted and not node["spec"].get("unschedulable"):
+            names.append(node["metadata"]["name"])
+    return sorted(names)
+
+
+def pod_nodes(cluster: localkube.Cluster, namespace: str, selector: str) -> dict[str, str]:
+    """Running pods matching selector (not being deleted), by name, with the node each is on."""
+    pods = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", selector)["items"]
+    return {
+        p["metadata"]["name"]: p["spec"].get("nodeName", "")
+        for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def has_cluster_dns(cluster: localkube.Cluster) -> bool:
+    """Whether the cluster deploys cluster DNS (kubeadm's and kind's kube-dns Service in
+    kube-system). Whether it answers is for the test to find out."""
+    found = cluster.kubectl("get", "service", "kube-dns", "-n", "kube-system", check=False)
+    return found.returncode == 0
