@@ -45,16 +45,39 @@ ip=$(k -n "$NS" get service iris -o jsonpath='{.spec.clusterIP}')
 url="http://$ip/v2/models/iris/infer"
 body='{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.0,2.9,4.5,1.5]]}]}'
 
-say "traffic: 10 requests per second to the entry Service, in the background"
-(
-  end=$((SECONDS + 600))
-  while [ $SECONDS -lt $end ]; do
-    curl -s -o /dev/null -X POST "$url" -H 'Content-Type: application/json' -d "$body" || true
-    sleep 0.1
-  done
-) &
-load=$!
-trap 'kill $load 2>/dev/null || true' EXIT
+say "status.url, called from a pod: cluster DNS resolves the entry Service's name"
+status_url=$(k -n "$NS" get md iris -o jsonpath='{.status.url}')
+echo "status.url: $status_url"
+# A pod of the echo image (Python, loaded on every node), as any client in the cluster would.
+client() {  # $1 pod name, then the Python program and its arguments
+  local name=$1; shift
+  k -n "$NS" delete pod "$name" --ignore-not-found --wait=true >/dev/null
+  k -n "$NS" run "$name" --restart=Never --image=modeldeploy/echo:dev --image-pull-policy=Never \
+    --command -- python3 -c "$@"
+}
+client url-check 'import sys, time, urllib.request
+for attempt in range(30):
+    try:
+        print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()); break
+    except OSError as err:
+        print("retrying:", err, file=sys.stderr); time.sleep(1)' "$status_url" >/dev/null
+k -n "$NS" wait --for=jsonpath='{.status.phase}'=Succeeded pod/url-check --timeout=90s >/dev/null \
+  || true
+k -n "$NS" logs url-check
+
+say "traffic: 10 requests per second to the entry Service, from a pod, in the background"
+# From a pod rather than this machine: on kind, the host cannot reach a ClusterIP.
+client load 'import sys, time, urllib.request
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=5).read()
+    except OSError:
+        pass
+    time.sleep(0.1)' "$url" "$body" >/dev/null
+trap 'k -n "$NS" delete pod load --ignore-not-found --wait=false >/dev/null 2>&1 || true' EXIT
 
 say "version 2 as a canary: 10% then 50% of traffic, checked every 10s, promoted if healthy"
 manifest v2 | k -n "$NS" apply -f -
@@ -79,8 +102,11 @@ k -n "$NS" get md iris -o wide
 k -n "$NS" describe md iris | sed -n '/^Events:/,$p'
 
 say "call the model"
+away="make down"
+[ -z "${DEMO_KUBECONFIG:-}" ] || away="make kind-down (kind), or delete namespace $NS"
 cat <<TXT
-From this machine (kube-proxy routes the node's own traffic to Services):
+From a pod, by name (cluster DNS):  $status_url
+From this machine, on its own node (kube-proxy routes the node's traffic to Services):
   curl -X POST $url -H 'Content-Type: application/json' \\
     -d '$body'
 From anywhere kubectl reaches:
@@ -88,5 +114,5 @@ From anywhere kubectl reaches:
   curl -X POST http://127.0.0.1:8080/v2/models/iris/infer -H 'Content-Type: application/json' -d '...'
 Roll back, promote or pause:  .venv/bin/modeldeploy undo|promote|pause iris -n $NS
 Watch:                        $kubectl -n $NS get md -w
-Everything away:              make down
+Everything away:              $away
 TXT
