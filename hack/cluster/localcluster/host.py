@@ -48,6 +48,7 @@ IMAGE_REFS = {  # image name in hack/images/build.sh -> reference containerd kno
     "echo": "docker.io/modeldeploy/echo:dev",
     "operator": "docker.io/modeldeploy/operator:dev",
     "serving": "docker.io/modeldeploy/serving:dev",
+    "coredns": "registry.k8s.io/coredns/coredns:v1.13.1",  # cluster DNS (cluster_dns.py)
 }
 # What the kubelet (kernel tunables), the CNI bridge plugin (forwarding) and this module change;
 # recorded at `up` and put back at `down`.

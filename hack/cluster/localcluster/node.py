@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localcluster import control_plane, processes
+from localcluster import cluster_dns, control_plane, processes
 from localcluster.cluster import ClusterError
 from localcluster.host import (
     CNI_BIN_DIRS,
@@ -119,7 +119,7 @@ class LocalNode(LocalTier):
             lambda: CONTAINERD_SOCKET.exists() and containerd_answers(),
         )
         with step("loading images into containerd"):
-            load_images(required=("pause",))
+            load_images(required=("pause", "coredns"))
         # The kubelet registers the Node that kube-proxy waits for: start both, then wait.
         self._components.launch(
             "kubelet",
@@ -143,6 +143,9 @@ class LocalNode(LocalTier):
         admin = admin_context(pki)
         with step("waiting for the node to be Ready"):
             self._components.wait("kubelet", lambda: node_ready(self.server, admin))
+        # Not awaited: a pod that starts first retries its lookups a moment, as on any cluster.
+        with step("deploying cluster DNS (CoreDNS)"):
+            self.kubectl("apply", "-f", "-", input=cluster_dns.manifest())
 
     def _save_state(
         self, sysctls: dict[str, str] | None = None, created: list[str] | None = None

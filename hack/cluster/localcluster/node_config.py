@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from localcluster.cluster_dns import CLUSTER_DOMAIN, DNS_IP
 from localcluster.host import (
     CLUSTER_CIDR,
     CNI_BIN_DIRS,
@@ -116,7 +117,8 @@ class NodeFiles:
                 "x509": {"clientCAFile": str(pki / "ca.crt")},
             },
             "authorization": {"mode": "Webhook"},
-            "clusterDomain": "cluster.local",
+            "clusterDomain": CLUSTER_DOMAIN,
+            "clusterDNS": [DNS_IP],  # CoreDNS, deployed once the node is Ready
             "resolvConf": "/etc/resolv.conf",
             "podLogsDir": str(self.dir / "pod-logs"),
             "volumePluginDir": str(self.kubelet_root / "volume-plugins"),
