@@ -101,6 +101,15 @@ def test_quantile_is_monotone_in_q_and_inside_the_histogram(w, q1, q2):
     assert b <= finite[-1]
 
 
+def test_quantile_stays_inside_its_bucket_when_the_rank_rounds_past_it():
+    """Found by the property above: the cumulative count reaches the rank after rounding while
+    the rank minus the count below still exceeds the bucket's count by an ulp."""
+    w = Window(1, bounds=(1.0, 2.0, math.inf), counts=(43692.0, 21844.82219175432, 0.0))
+    top = latency_quantile(w, 1.0)
+    assert top is not None
+    assert top <= 2.0
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 

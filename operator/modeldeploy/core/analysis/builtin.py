@@ -90,7 +90,9 @@ def latency_quantile(window: Window, q: float) -> float | None:
         if count > 0 and below + count >= rank:
             if bound == math.inf:
                 return finite[-1] if finite else None
-            return lower + (bound - lower) * max(rank - below, 0.0) / count
+            # Clamped: `below + count >= rank` can hold after rounding while `rank - below`
+            # still exceeds `count` by an ulp, which would put the quantile past the bucket.
+            return lower + (bound - lower) * min(max(rank - below, 0.0) / count, 1.0)
         below += count
         lower = bound
     return finite[-1] if finite else None  # float rounding left the rank just past the end
