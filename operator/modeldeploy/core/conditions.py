@@ -2,6 +2,16 @@
 
 `lastTransitionTime` changes only when a condition's status flips, so `kubectl wait` and
 dashboards see real transitions, and a reconcile that finds nothing new changes nothing.
+
+Besides Ready/Progressing/Degraded, every write carries the two conditions kstatus (the health
+library of Flux and of `kubectl`-based pipelines, sigs.k8s.io/cli-utils) reads first:
+`Reconciling=True` while the operator is still moving toward the spec (a rollout, a hold, a
+scale-up), `Stalled=True` when it cannot get there without a person (a rollback, a missing
+Secret, a refused write). Without them kstatus falls back on `Ready`, which stays True while
+the old revision serves, and calls a half-done or rolled-back rollout Current. As Flux's own
+controllers do, each is present only while True: a settled object has neither. They are
+derived here, from the conditions being written, so no writer (plan, failures, reconcile) can
+set Degraded without Stalled following.
 """
 
 from __future__ import annotations
@@ -61,5 +71,57 @@ def set_conditions(
                 observed_generation=generation,
             )
         )
-    out.extend(by_type.values())
+    out.extend(c for c in by_type.values() if c.type not in (RECONCILING, STALLED))
+    derived = _kstatus({c.type: c for c in out})
+    for u in derived:
+        old = by_type.get(u.type)
+        out.append(
+            Condition(
+                type=u.type,
+                status=u.status,
+                reason=u.reason,
+                message=u.message,
+                last_transition_time=(
+                    whole_seconds(now)
+                    if old is None or old.status != u.status
+                    else old.last_transition_time
+                ),
+                observed_generation=generation,
+            )
+        )
     return out
+
+
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+ROLLED_BACK_REASON = "RolledBack"
+"""The Progressing reason the rollout writes with phase RolledBack: retrying the same model
+needs a person (a spec change or `modeldeploy retry`)."""
+
+
+def _kstatus(conditions: dict[str, Condition]) -> list[ConditionUpdate]:
+    """The kstatus condition the others imply, if any: Stalled first (it needs a person, and
+    kstatus takes the first True one it meets, so never both), then Reconciling.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> c = lambda ty, st, r: Condition(type=ty, status=st, reason=r, last_transition_time=t)
+    >>> _kstatus({"Ready": c("Ready", "True", "Serving")})
+    []
+    >>> [(u.type, u.reason) for u in _kstatus({"Ready": c("Ready", "False", "PodsNotReady")})]
+    [('Reconciling', 'PodsNotReady')]
+    """
+    degraded = conditions.get("Degraded")
+    progressing = conditions.get("Progressing")
+    ready = conditions.get("Ready")
+    if degraded is not None and degraded.status == "True":
+        return [ConditionUpdate(STALLED, "True", degraded.reason, degraded.message)]
+    if progressing is not None and progressing.reason == ROLLED_BACK_REASON:
+        return [ConditionUpdate(STALLED, "True", progressing.reason, progressing.message)]
+    # Unknown is a hold (spec.paused, too little traffic to judge): still on the way.
+    if progressing is not None and progressing.status in ("True", "Unknown"):
+        return [ConditionUpdate(RECONCILING, "True", progressing.reason, progressing.message)]
+    if ready is not None and ready.status != "True" and ready.reason != "ScaledToZero":
+        return [ConditionUpdate(RECONCILING, "True", ready.reason, ready.message)]
+    return []
