@@ -50,13 +50,11 @@ import numpy as np
 
 from .errors import (
     InferenceFailedError,
-    InputRejectedError,
     TooMuchMemoryError,
     UnavailableError,
 )
 from .metrics import Metrics
 from .model import (
-    INVALID_ARGUMENT,
     Feeds,
     Finding,
     Model,
@@ -77,7 +75,7 @@ INLINE_GIVE_UP_SECONDS: Final = 5 * INLINE_MAX_SECONDS
 
 Done = Callable[[Feeds | BaseException], None]
 # What `Batcher._call` raises when ONNX Runtime fails: the request's fault, or the model's.
-_RUN_ERRORS: Final = (InputRejectedError, InferenceFailedError, TooMuchMemoryError)
+_RUN_ERRORS: Final = (InferenceFailedError, TooMuchMemoryError)
 
 
 @dataclass(slots=True)
@@ -332,8 +330,6 @@ class Batcher:
     def _call(self, feeds: Feeds, outputs: list[str] | None) -> Feeds:
         try:
             return self._model.run(feeds, outputs)
-        except INVALID_ARGUMENT as exc:
-            raise InputRejectedError(f"the model refused this input: {one_line(exc)}") from exc
         except Exception as exc:
             if memory_exhausted(exc):
                 raise TooMuchMemoryError(

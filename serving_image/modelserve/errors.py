@@ -88,11 +88,6 @@ class TooManyRequestsError(ServeError):
     status = 429
 
 
-class InputRejectedError(BadRequestError):
-    """ONNX Runtime refused a request's values as an invalid argument (a token id outside the
-    embedding table): the client's input, though it passed validation, so a 400."""
-
-
 class InferenceFailedError(ServeError):
     """ONNX Runtime failed on input that passed validation: the model's fault, not the client's."""
 

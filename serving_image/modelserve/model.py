@@ -53,8 +53,6 @@ Feeds = dict[str, np.ndarray[Any, Any]]
 # the request's values ("idx=99999"), which a log reader must not get.
 _QUIET: Final = ort.RunOptions()
 _QUIET.log_severity_level = 4
-# The error ONNX Runtime raises for a value the model cannot take (an index out of range).
-INVALID_ARGUMENT: Final[type[Exception]] = ort.capi.onnxruntime_pybind11_state.InvalidArgument
 
 
 # The bound the process's shared CPU arena was created with (ONNX Runtime keeps one per process).
