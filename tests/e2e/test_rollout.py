@@ -574,3 +574,70 @@ def test_undo_under_load_loses_no_request_while_the_old_model_loads(cluster, nam
     s = status(cluster, namespace, "iris")
     assert s["stableRevision"]["modelVersion"] == "v2"
     print(f"\nundo: v2 Ready {loaded_after:.0f}s later; {load.codes[200]} requests, all 200")
+
+
+SMOKE_HOOK = """
+import json, os, sys, urllib.request
+url, want = sys.argv[1], json.loads(sys.argv[2])
+print("checking", os.environ["MODELDEPLOY_CANARY_REVISION"], "through", url, flush=True)
+body = json.dumps({"inputs": [{"name": "input", "shape": [len(json.loads(sys.argv[3])), 4],
+                               "datatype": "FP32", "data": json.loads(sys.argv[3])}]}).encode()
+for _ in range(20):
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            answer = json.load(response)
+    except Exception as exc:
+        print("failed:", exc, flush=True)
+        sys.exit(1)
+    label = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
+    if label != want:
+        print("wrong answer:", label, flush=True)
+        sys.exit(1)
+print("20 right answers", flush=True)
+"""
+
+
+def hooked(uri: str, version: str, preview: str) -> dict[str, Any]:
+    """BlueGreen verified by a prePromotion Job that asks the preview Service for 20 answers
+    (the quiet checks alone would never promote: iterations 100)."""
+    doc = blue_green(uri, version)
+    doc["spec"]["rollout"]["analysis"]["iterations"] = 100
+    doc["spec"]["rollout"]["hooks"] = {"prePromotion": [{"name": "smoke", "timeout": "60s", "job": {
+        "template": {"spec": {"securityContext": {"runAsUser": 65532}, "containers": [{
+            "name": "smoke", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
+            "command": ["python3", "-c", SMOKE_HOOK, preview, json.dumps(V2_LABELS),
+                        json.dumps(ROWS)],
+            "securityContext": NON_ROOT}]}}}}]}  # fmt: skip
+    return doc
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_pre_promotion_job_promotes_a_good_version_and_rolls_a_bad_one_back(
+    cluster, namespace, model_store
+):
+    url = serve(cluster, namespace, "iris", V1, "v1", blue_green(V1, "v1"))
+    preview = service_url(cluster, namespace, "iris-canary")
+    with Load(cluster, namespace, url) as live:
+        wait_for(lambda: live.codes[200] >= 20, "requests answered by v1")
+        apply(cluster, namespace, hooked(f"{model_store}/iris-broken.onnx", "v3", preview))
+        wait_for(lambda: status(cluster, namespace, "iris").get("phase") == "RolledBack",
+                 "the failing hook's rollback", timeout=180)  # fmt: skip
+        s = status(cluster, namespace, "iris")
+        assert s["rolledBackRevision"]["modelVersion"] == "v3"
+        run = s["hooks"][-1]
+        assert (run["phase"], run["name"], run["verdict"]) == ("prePromotion", "smoke", "Failed")
+        described = cluster.kubectl("describe", "md", "iris", "-n", namespace).stdout
+        assert "HookFailed" in described
+
+        apply(cluster, namespace, hooked(f"{model_store}/iris-v2.onnx", "v2", preview))
+        wait_for(promoted_to(cluster, namespace, "v2"), "v2 promoted by its hook", timeout=180)
+        time.sleep(3)
+    s = status(cluster, namespace, "iris")
+    run = s["hooks"][-1]
+    assert (run["phase"], run["verdict"]) == ("prePromotion", "Passed")
+    assert run["revision"] == s["stableRevision"]["name"]
+    assert "prePromotion hooks passed (smoke)" in s["history"][-1]["message"]
+    assert set(live.codes) == {200}, live.codes  # the bad version never answered a client
+    runs = [(r["revision"], r["verdict"], r.get("durationSeconds")) for r in s["hooks"]]
+    print(f"\nhook runs: {runs}")

@@ -6,6 +6,9 @@ One scenario exercises each permission the operator has (tier 1: no pods run):
   three Services, PDB and HPA, an Event, and status.observedGeneration; a stale revision
   Deployment of it is deleted; dropping autoscaling deletes the HPA;
 - `refs` names a Secret, a ConfigMap and a claim that do not exist: Degraded, naming all three;
+- `hooked` has a preRollout hook with a 1 s timeout: its second version gets the hook's Job,
+  which the Job controller fails past its deadline (no pod runs), and the operator reads the
+  verdict from its watch of Jobs (status.hooks);
 - `routed` uses gatewayAPI routing (an HTTPRoute CRD is installed after the operator started,
   so the operator must notice new CRDs): its HTTPRoute is created, and deleted when the spec
   switches back to replicaRatio.
@@ -231,8 +234,9 @@ class Scenario:
         self.custom = client.CustomObjectsApi(api)
         self.done: dict[str, bool] = dict.fromkeys(
             ["children", "observedGeneration", "event", "stale deleted", "refs Degraded",
-             "HPA deleted", "HTTPRoute created", "HTTPRoute deleted"], False)  # fmt: skip
-        self.hpa_dropped = self.route_dropped = False
+             "HPA deleted", "HTTPRoute created", "HTTPRoute deleted", "hook Job created",
+             "hook verdict read"], False)  # fmt: skip
+        self.hpa_dropped = self.route_dropped = self.hook_due = False
         self.started = time.monotonic()
         self.when: dict[str, float] = {}
 
@@ -250,7 +254,11 @@ class Scenario:
         routed["spec"]["rollout"]["trafficRouting"] = {
             "gatewayAPI": {"parentRefs": [{"name": "gw"}]}
         }
-        for doc in (iris, refs, routed):
+        hooked = model("hooked")
+        hooked["spec"]["rollout"]["hooks"] = {"preRollout": [{"name": "smoke", "timeout": "1s",
+            "job": {"template": {"spec": {"containers": [
+                {"name": "smoke", "image": "modeldeploy/echo:dev"}]}}}}]}  # fmt: skip
+        for doc in (iris, refs, routed, hooked):
             self.custom.create_namespaced_custom_object(
                 "modeldeploy.io", "v1alpha1", self.ns, "modeldeployments", doc
             )
@@ -311,6 +319,15 @@ class Scenario:
                 self.route_dropped = True
         else:
             done["HTTPRoute deleted"] = "routed" not in routes
+
+        hooked = self._md("hooked")
+        if not self.hook_due and (hooked.get("status") or {}).get("stableRevision"):
+            self._patch("hooked", {"spec": {"model": {"version": "v2"}}})  # a candidate
+            self.hook_due = True
+        jobs = client.BatchV1Api(self.api).list_namespaced_job(ns).items
+        done["hook Job created"] = any(j.metadata.name.startswith("hooked-hook-") for j in jobs)
+        runs = (hooked.get("status") or {}).get("hooks") or []
+        done["hook verdict read"] = any(r.get("verdict") == "Failed" for r in runs)
 
         for name, ok in done.items():
             if ok:

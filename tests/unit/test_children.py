@@ -23,7 +23,9 @@ def spec_of(version: str, routing: dict) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate({
         "model": {"uri": f"https://m/{version}.onnx", "version": version},
         "autoscaling": {"minReplicas": 2, "maxReplicas": 4},
-        "rollout": {"strategy": "Canary", "trafficRouting": routing},
+        "rollout": {"strategy": "Canary", "trafficRouting": routing, "hooks": {"preRollout": [
+            {"name": "smoke", "job": {"template": {"spec": {"containers": [
+                {"name": "smoke", "image": "curl"}]}}}}]}},
     })  # fmt: skip
 
 

@@ -86,6 +86,12 @@ per watched namespace. Each rule is proven necessary by tests/integration/test_r
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch"]
+# Verification hooks (spec.rollout.hooks): one Job per run; the Job controller deletes it an
+# hour after it finished (ttlSecondsAfterFinished), so no delete. No pod rights: the Job
+# controller runs the pods, and the verdict is the Job's status.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "patch"]
 # Objects a spec names (model claim, auth and TLS Secrets, env sources, Prometheus token):
 # read to report a missing one as a condition instead of crash-looping pods.
 - apiGroups: [""]

@@ -22,6 +22,7 @@ from modeldeploy.api.durations import (
     DurationString,
     cel_in_range,
 )
+from modeldeploy.api.hooks import Hooks
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -770,6 +771,9 @@ class Rollout(ApiModel):
     scale_down_delay: Duration = DurationString("30s")
     """How long the previous revision keeps running after a promotion, so in-flight requests
     finish and a rollback is instant."""
+    hooks: Hooks | None = None
+    """Verification Jobs before the new revision takes traffic, before it takes over, after a
+    promotion and after a rollback."""
 
     cel_rules = (
         CelRule(

@@ -14,9 +14,11 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field
 
 from modeldeploy.api.base import ApiModel
+from modeldeploy.api.hooks import HookRun
 from modeldeploy.api.types import Percent
 
 HISTORY_LIMIT = 20
+HOOK_RUNS_LIMIT = 12
 CHECKS_LIMIT = 20
 HANDLED_ACTION_LIMIT: Final = 128
 
@@ -217,6 +219,8 @@ class ModelDeploymentStatus(ApiModel):
     the switch, whatever the router; requests sent here are what its analysis judges."""
     analysis: AnalysisStatus | None = None
     """Analysis record of the rollout in progress."""
+    hooks: Annotated[list[HookRun], Field(max_length=HOOK_RUNS_LIMIT)] = Field(default_factory=list)
+    """Recent runs of spec.rollout.hooks, newest last."""
     history: Annotated[list[HistoryEntry], Field(max_length=HISTORY_LIMIT)] = Field(
         default_factory=list
     )

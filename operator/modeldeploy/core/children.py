@@ -37,7 +37,9 @@ SERVICE: Final = ChildKind("Service", "", "v1", "services")
 HPA: Final = ChildKind("HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers")
 PDB: Final = ChildKind("PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets")
 HTTP_ROUTE: Final = ChildKind("HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes")
-CHILD_KINDS: Final = (DEPLOYMENT, SERVICE, HPA, PDB, HTTP_ROUTE)
+JOB: Final = ChildKind("Job", "batch", "v1", "jobs")
+"""Verification hooks (spec.rollout.hooks): one Job per hook run."""
+CHILD_KINDS: Final = (DEPLOYMENT, SERVICE, HPA, PDB, HTTP_ROUTE, JOB)
 _BY_KIND: Final = {k.kind: k for k in CHILD_KINDS}
 
 

@@ -32,6 +32,7 @@ from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
 from modeldeploy.core.events import Event
+from modeldeploy.core.hooks import HookBook, HookContext
 from modeldeploy.core.live import LiveChildren, LiveRevision
 from modeldeploy.core.naming import (
     canary_service,
@@ -89,6 +90,13 @@ def plan(
     revisions = live.revisions
     history = list(status.history)
     blocked = bool(live.problems) and target not in revisions
+    url = f"{_scheme(spec)}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/"
+    context = HookContext(
+        stable=status.stable_revision.name if status.stable_revision else target,
+        preview_url=preview_url(owner, spec),
+        url=url + (spec.model.name or owner.name),
+    )
+    book = HookBook.open(owner, spec, context, status.hooks, live.children, now)
     if blocked:
         rollout = RolloutState(
             stable=_alive(status.stable_revision.name if status.stable_revision else None,
@@ -99,7 +107,7 @@ def plan(
         )  # fmt: skip
     else:
         rollout = decide(spec, status, target, revisions, check, action, now,
-                         preview_url(owner, spec))  # fmt: skip
+                         preview_url(owner, spec), book.run)  # fmt: skip
     # The watch cache may not show a Deployment applied a moment ago: a revision the status
     # already names is not new, so its creation is announced once.
     known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
@@ -113,6 +121,11 @@ def plan(
     for revision, event, message in rollout.history:
         ref = _revision_ref(revision, revisions, spec, target)
         history.append(_history(now, ref, event, message))
+        if event == "Promoted":
+            book.run("postPromotion", revision)
+        elif event == "RolledBack":
+            book.run("onRollback", revision)
+    out.events.extend(book.events)
 
     wake: list[datetime] = [rollout.wake_at] if rollout.wake_at else []
     router = router_for(spec.rollout.traffic_routing)
@@ -126,7 +139,8 @@ def plan(
     if outgoing and spec.autoscaling:  # the incoming side takes over the load the HPA sized
         demand = max(demand, revisions[outgoing].replicas)
     canary_state = revisions.get(rollout.canary or "")
-    live_weight = rollout.weight if canary_state and canary_state.ready_replicas > 0 else 0
+    answers = canary_state is not None and canary_state.ready_replicas > 0
+    live_weight = rollout.weight if answers and not rollout.hold_traffic else 0
     match = spec.rollout.match if spec.rollout.strategy == Strategy.AB_TEST else None
     # Size the canary for its step's weight from the start (it must come up to be judged), but
     # route to it only once it has a ready pod.
@@ -158,6 +172,7 @@ def plan(
         scaling = [build_hpa(owner, spec.autoscaling, rollout.stable)] if spec.autoscaling else []
         for obj in [*services, *split.objects, *scaling, build_pdb(owner)]:
             wanted.append((obj, False))
+    wanted.extend((job, False) for job in book.jobs)
     # Children that exist only while the spec asks for them (autoscaling, a router's objects):
     # one no longer wanted is deleted.
     for optional in (HPA, *ROUTED_KINDS):
@@ -169,6 +184,7 @@ def plan(
     out.status = _status(
         owner, spec, generation, status, live, rollout, target, history, now, split, outgoing
     )
+    out.status = out.status.model_copy(update={"hooks": book.kept()})
     if live.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
     out.wake_at = min(wake, default=None)
@@ -180,11 +196,14 @@ def plan(
     return out
 
 
+def _scheme(spec: ModelDeploymentSpec) -> str:
+    return "https" if spec.serving.tls else "http"
+
+
 def preview_url(owner: Owner, spec: ModelDeploymentSpec) -> str:
     """Where a candidate is reached directly, before and besides live traffic: NAME-canary."""
-    scheme = "https" if spec.serving.tls else "http"
     model = spec.model.name or owner.name
-    return f"{scheme}://{canary_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}"
+    return f"{_scheme(spec)}://{canary_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}"
 
 
 def _alive(name: str | None, revisions: dict[str, LiveRevision]) -> str | None:

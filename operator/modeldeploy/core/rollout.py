@@ -31,10 +31,12 @@ Outcomes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from modeldeploy.api.hooks import HookPhase, HookVerdict
 from modeldeploy.api.spec import INDEFINITE, ModelDeploymentSpec, Strategy
 from modeldeploy.api.status import (
     AnalysisCheck,
@@ -52,6 +54,9 @@ NO_DATA_INTERVALS: Final = 10
 """Inconclusive checks in a row before a rollout reports that it is waiting for traffic."""
 CHECKS_KEPT: Final = 10
 Action = Literal["promote", "abort", "retry", "undo"]
+Gate = Callable[[HookPhase, str], tuple[HookVerdict | None, str]]
+"""Runs a phase's verification hooks for a revision (starting them once) and says their joint
+verdict: None when the spec has none for the phase (core/hooks.py: HookBook.run)."""
 ACTIONS: Final = ("promote", "abort", "retry", "undo")
 
 
@@ -69,6 +74,8 @@ class RolloutState:
     step_started_at: datetime | None = None
     full_size: bool = False
     """The candidate runs at the stable side's size (BlueGreen, Immediate, before a switch)."""
+    hold_traffic: bool = False
+    """The candidate is sized for its step but takes no live traffic (preRollout hooks run)."""
     analysis: AnalysisStatus | None = None
     """The candidate's analysis record; None when no candidate is in progress."""
     phase: Phase | None = None
@@ -114,9 +121,10 @@ def decide(
     action: Action | None,
     now: datetime,
     preview_url: str | None = None,
+    gate: Gate | None = None,
 ) -> RolloutState:
     """`preview_url`: where the candidate is reached directly (named in what a waiting rollout
-    asks of the user)."""
+    asks of the user). `gate`: runs verification hooks (none when not given)."""
     out = RolloutState(
         stable=_alive(status.stable_revision.name if status.stable_revision else None, revisions),
         previous=_alive(
@@ -161,10 +169,29 @@ def decide(
     if action == "abort":
         _rollback(out, target, "aborted by the user (modeldeploy abort)")
         return out
+    # `modeldeploy promote` is the user's verdict: it runs no hook.
+    checked = gate if action != "promote" and not spec.paused else None
+    if checked is not None:
+        verdict, said = checked("preRollout", target)
+        if verdict == HookVerdict.FAILED:
+            _rollback(out, target, f"hook failed: {said}")
+            return out
+        if verdict == HookVerdict.RUNNING:
+            out.weight = _weight(spec, out)
+            out.hold_traffic = True
+            out.full_size = strategy in (Strategy.BLUE_GREEN, Strategy.IMMEDIATE)
+            out.progressing = ConditionUpdate(
+                "Progressing", "True", "RunningHooks",
+                f"revision {target} takes no live traffic until its preRollout hooks pass "
+                f"(running: {said})",
+            )  # fmt: skip
+            return out
     if action == "promote" or strategy == Strategy.IMMEDIATE:
         out.full_size = True
         out.step = None
         if state is not None and state.fully_ready:
+            if action != "promote" and _pre_promotion(out, target, checked) is not None:
+                return out  # a prePromotion hook failed or runs
             reason = "promoted by the user" if action == "promote" else "all pods ready"
             _switch(out, target, reason, now)
         return out
@@ -188,19 +215,24 @@ def decide(
     waiting = _waiting_for_data(out, interval, now)
 
     if strategy == Strategy.CANARY:
-        _canary(spec, out, state, now, waiting, interval)
-    elif strategy == Strategy.BLUE_GREEN:
-        out.full_size = True
-        if state is not None and state.fully_ready and _iterations_done(spec, out):
-            _switch(out, target, _passed_on_traffic(spec), now)
+        _canary(spec, out, state, now, waiting, interval, gate)
+    elif strategy in (Strategy.BLUE_GREEN, Strategy.AB_TEST):
+        # BlueGreen checks the candidate at full size; ABTest as soon as it answers.
+        out.full_size = strategy == Strategy.BLUE_GREEN
+        due = state is not None and (state.fully_ready if out.full_size else ready)
+        hooks = _pre_promotion(out, target, gate) if due else None
+        if out.canary != target:  # a prePromotion hook failed: rolled back
             return out
-    elif strategy == Strategy.AB_TEST and _iterations_done(spec, out):
-        out.full_size = True
-        if state is not None and state.fully_ready:
-            _switch(out, target, _passed_on_traffic(spec), now)
-            return out
-    if strategy in (Strategy.BLUE_GREEN, Strategy.AB_TEST) and ready:
-        _awaiting_verification(spec, out, preview_url)
+        verified = _iterations_done(spec, out) or (
+            due and hooks is None and _hooks_passed(gate, target)
+        )
+        if verified and hooks is None:
+            out.full_size = True
+            if state is not None and state.fully_ready:
+                _switch(out, target, _verified_by(spec, out, gate, target), now)
+                return out
+        elif ready and out.progressing is None:
+            _awaiting_verification(spec, out, preview_url)
     if out.canary != target:  # switched by _canary
         return out
     if ready:
@@ -219,6 +251,37 @@ def decide(
 
 def _passed_on_traffic(spec: ModelDeploymentSpec) -> str:
     return f"{spec.rollout.analysis.iterations} checks passed on real traffic"
+
+
+def _hooks_passed(gate: Gate | None, target: str) -> bool:
+    """Did prePromotion hooks (there are some) pass for the candidate? Asked only once they
+    were started, so asking starts nothing."""
+    return gate is not None and gate("prePromotion", target)[0] == HookVerdict.PASSED
+
+
+def _verified_by(spec: ModelDeploymentSpec, out: RolloutState, gate: Gate | None,
+                 target: str) -> str:  # fmt: skip
+    if _iterations_done(spec, out):
+        return _passed_on_traffic(spec)
+    return f"prePromotion hooks passed ({gate('prePromotion', target)[1]})" if gate else ""
+
+
+def _pre_promotion(out: RolloutState, target: str, gate: Gate | None) -> HookVerdict | None:
+    """Run the candidate's prePromotion hooks. None: none are configured, or all passed (the
+    switch may go on). Failed: rolled back. Running: the rollout waits for them."""
+    if gate is None:
+        return None
+    verdict, said = gate("prePromotion", target)
+    if verdict == HookVerdict.FAILED:
+        _rollback(out, target, f"hook failed: {said}")
+        return verdict
+    if verdict == HookVerdict.RUNNING:
+        out.progressing = ConditionUpdate(
+            "Progressing", "True", "RunningHooks",
+            f"revision {target} takes over once its prePromotion hooks pass (running: {said})",
+        )  # fmt: skip
+        return verdict
+    return None
 
 
 def _awaiting_verification(
@@ -252,13 +315,15 @@ def _canary(
     now: datetime,
     waiting: bool,
     interval: timedelta,
+    gate: Gate | None,
 ) -> None:
     steps = spec.rollout.steps
     assert out.step is not None
-    if out.step >= len(steps):  # all steps done: scale up, then switch
+    if out.step >= len(steps):  # all steps done: scale up, check, then switch
         out.full_size = True
-        if state is not None and state.fully_ready:
-            _switch(out, out.canary or "", f"all {len(steps)} steps passed", now)
+        target = out.canary or ""
+        if state is not None and state.fully_ready and _pre_promotion(out, target, gate) is None:
+            _switch(out, target, f"all {len(steps)} steps passed", now)
         return
     out.weight = steps[out.step].set_weight
     if out.step_started_at is None or waiting:

@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from modeldeploy.api import GROUP, PLURAL, VERSION
-from modeldeploy.core.children import CHILD_KINDS, DEPLOYMENT, ChildKind
+from modeldeploy.core.children import CHILD_KINDS, DEPLOYMENT, JOB, ChildKind
 from modeldeploy.core.events import Event
 from modeldeploy.core.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from modeldeploy.core.settings import Settings
@@ -34,6 +34,7 @@ _STATUS_READ: dict[str | None, tuple[str, ...] | None] = {
     None: None,  # the ModelDeployment itself: all of its status
     DEPLOYMENT.kind: ("conditions", "replicas", "readyReplicas", "availableReplicas",
                    "updatedReplicas", "observedGeneration"),
+    JOB.kind: ("conditions", "succeeded", "failed", "active"),  # a hook's verdict
 }  # fmt: skip
 """Status fields reconcile reads, by kind; the index keeps no other status (memory: the
 operator holds a copy of every child it manages)."""
