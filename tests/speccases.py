@@ -209,6 +209,13 @@ BAD_SPECS = [
         "set value or valueFrom, not both",
     ),
     BadSpec(
+        "quantity-decimal-exponent",
+        _set("spec.serving.resources", {"limits": {"cpu": ".1E.0"}}),
+        "spec.serving.resources.limits.cpu",
+        "should match",
+        offline_says="is not a Kubernetes quantity",
+    ),
+    BadSpec(
         "warmup-two-sources",
         _set(
             "spec.serving.warmup",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import time
 from typing import Any
@@ -207,7 +208,11 @@ def test_generated_specs_end_in_an_honest_status(crd, operator_process, namespac
     findings: list[str] = []
     started = time.monotonic()
 
+    # Derandomized unless asked: CI runs the same examples each time, so a finding is fixed
+    # once and kept as a regular case (tests/speccases.py) instead of failing a random landing.
+    # MODELDEPLOY_SPECGEN_EXPLORE=1 draws new examples each run, to look for more.
     @settings(max_examples=GENERATED_EXAMPLES, deadline=None, database=None,
+              derandomize=not os.environ.get("MODELDEPLOY_SPECGEN_EXPLORE"),
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(doc=specs())
     def settles(doc: dict[str, Any]) -> None:

@@ -20,9 +20,11 @@ from modeldeploy.api.durations import (
 )
 
 POSITIVE_DURATION_HINT: Final = DURATION_HINT + ", greater than zero"
-# Kubernetes' own quantity syntax (what controller-gen emits for resource.Quantity).
+# Kubernetes' quantity syntax as its parser takes it. controller-gen's pattern for
+# resource.Quantity also allows a decimal exponent (".1E.0"), which the API server's own parser
+# then refuses when the operator writes the Deployment: the exponent here is whole.
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-QUANTITY_PATTERN: Final = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+QUANTITY_PATTERN: Final = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]+))?$"
 DNS_LABEL_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
