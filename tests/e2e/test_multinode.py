@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -42,6 +44,7 @@ from test_rollout import (  # noqa: F401
 
 import localkube
 
+REPO = Path(__file__).resolve().parents[2]
 NAME = "iris"
 SERVING_PODS = f"app.kubernetes.io/name=modelserve,app.kubernetes.io/instance={NAME}"
 # Runs in a client pod: n inference requests; one JSON line per answer (status, labels).
@@ -67,6 +70,14 @@ with urlopen_retrying(url) as response:
 print(json.dumps({"address": socket.gethostbyname(host), "status": response.status,
                   "body": body}), flush=True)
 """
+
+
+@pytest.fixture(scope="module")
+def crd_handed_back(cluster: localkube.Cluster) -> Iterator[None]:
+    """After this module's operator is uninstalled, give the CRD's fields back to kubectl: helm
+    took them over, and the next module's server-side apply of crds/ would conflict with it."""
+    yield
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
 
 
 @pytest.fixture
@@ -98,7 +109,7 @@ def other_nodes(cluster: localkube.Cluster, busy: set[str]) -> list[str]:
     return sorted(set(names) - busy)
 
 
-@pytest.mark.usefixtures("operator")
+@pytest.mark.usefixtures("crd_handed_back", "operator")
 def test_serving_pods_spread_over_the_workers(
     cluster: localkube.Cluster, namespace: str, workers: list[str]
 ) -> None:
@@ -110,7 +121,7 @@ def test_serving_pods_spread_over_the_workers(
     assert len(set(nodes.values())) == 2, f"both pods on one node: {nodes}"
 
 
-@pytest.mark.usefixtures("operator", "workers")
+@pytest.mark.usefixtures("crd_handed_back", "operator", "workers")
 def test_the_entry_service_answers_a_pod_on_a_node_that_serves_nothing(
     cluster: localkube.Cluster, namespace: str
 ) -> None:
@@ -128,7 +139,7 @@ def test_the_entry_service_answers_a_pod_on_a_node_that_serves_nothing(
     assert all(a["status"] == 200 and a["label"] == V1_LABELS for a in answers), answers
 
 
-@pytest.mark.usefixtures("operator")
+@pytest.mark.usefixtures("crd_handed_back", "operator")
 def test_status_url_answers_from_a_pod_through_cluster_dns(
     cluster: localkube.Cluster, namespace: str
 ) -> None:
@@ -146,7 +157,7 @@ def test_status_url_answers_from_a_pod_through_cluster_dns(
     assert answer["body"]["name"] == NAME
 
 
-@pytest.mark.usefixtures("operator")
+@pytest.mark.usefixtures("crd_handed_back", "operator")
 def test_draining_a_worker_mid_rollout_fails_no_request(
     cluster: localkube.Cluster, namespace: str, workers: list[str]
 ) -> None:
