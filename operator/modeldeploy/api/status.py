@@ -180,7 +180,8 @@ class ModelDeploymentStatus(ApiModel):
             },
         ),
     ] = Field(default_factory=list)
-    """Ready, Progressing and Degraded."""
+    """Ready, Progressing and Degraded (kubectl wait); Reconciling and Stalled, each only while
+    True, as Flux's kstatus and Argo CD read health."""
     stable_revision: RevisionRef | None = None
     """The revision serving all (or most) traffic."""
     canary_revision: RevisionRef | None = None
