@@ -79,6 +79,24 @@ def test_the_status_weight_is_the_share_the_cluster_really_gives(
             assert status.canary_revision.name not in cluster.selected("fraud")
 
 
+def test_a_canary_at_full_size_keeps_the_pods_its_last_weight_needed() -> None:
+    """Found by the property above: one stable pod, a last step of 60 %: the canary ran 2 pods
+    (67 %), and once the step passed and it went to full size, the plan shrank it to the stable
+    side's 1 pod (50 %) while the status said 67."""
+    cluster = Cluster(spec_for("v1", "Canary", RATIO, 1, [60]))
+    cluster.reconcile()
+    cluster.reconcile()
+    cluster.spec = spec_for("v2", "Canary", RATIO, 1, [60])
+    cluster.reconcile()
+    cluster.reconcile()
+    cluster.now += timedelta(seconds=30)
+    cluster.reconcile()
+    cluster.reconcile("Passed")
+    assert cluster.status.canary_revision is not None
+    assert cluster.revisions[cluster.status.canary_revision.name].replicas == 2
+    assert abs(cluster.canary_share() - cluster.status.canary_weight) < 1
+
+
 def test_blue_green_candidate_is_reachable_only_through_the_preview_service() -> None:
     for routing in (RATIO, GATEWAY):
         cluster = Cluster(spec_for("v1", "BlueGreen", routing, 2, [50]))

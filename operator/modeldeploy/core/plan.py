@@ -249,8 +249,9 @@ def _replicas(
     """Replica count per revision.
 
     The stable side keeps `demand` (the spec's count, or the HPA's, mirrored so that applying
-    never fights it). The candidate gets what the traffic provider asks for its weight, or the
-    full demand when it is about to take over (pre-scaled, so promotion never overwhelms it).
+    never fights it). The candidate gets what the traffic provider asks for its weight, and at
+    least the full demand when it is about to take over (pre-scaled, so promotion never
+    overwhelms it; the router sizes both).
     The previous revision stays up for `delay` after a promotion (the router's say).
     """
     counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
@@ -263,7 +264,10 @@ def _replicas(
     if rollout.stable:
         counts[rollout.stable] = demand
     if rollout.canary:
-        counts[rollout.canary] = demand if rollout.full_size else canary_replicas
+        # The router's sizing, full size included (at least `demand`): a second rule here
+        # shrank a canary whose last weight needed more pods than the stable side, so the
+        # share the status reported was not the share its pods got.
+        counts[rollout.canary] = canary_replicas
     return counts
 
 
