@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx_models
 import orjson
 import pytest
 import servekit
@@ -125,7 +126,7 @@ def slow_model(path: Path) -> Path:
          numpy_helper.from_array(np.eye(64, dtype=np.float32), "start"),
          numpy_helper.from_array(np.array(0, dtype=np.float32), "zero")],
     )  # fmt: skip
-    return servekit._save(graph, path)
+    return onnx_models.save_model(graph, path)
 
 
 @pytest.fixture(scope="module")
