@@ -34,6 +34,18 @@ $kubectl wait --for=condition=Ready nodes --all --timeout=180s
 $kubectl get nodes -o wide
 step "kind-load"
 make kind-load
+# The suite finds the images in each Node's status, which the kubelet refreshes every 10 s or
+# so: started at once, it saw none of the project's images and skipped most tests.
+for _ in $(seq 120); do
+  missing=$($kubectl get nodes -o json | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin)["items"]
+print(sum(not any("modeldeploy/serving:dev" in name for image in n["status"].get("images", [])
+                  for name in image.get("names") or []) for n in nodes))')
+  [ "$missing" = 0 ] && break
+  sleep 1
+done
+[ "$missing" = 0 ] || { echo "kind: $missing node(s) never listed modeldeploy/serving:dev" >&2; exit 1; }
 step "kind-e2e"
 if [ -n "${KIND_E2E_LOCK:-}" ]; then
   flock "$KIND_E2E_LOCK" make kind-e2e
