@@ -56,40 +56,26 @@ def set_conditions(
     by_type = {c.type: c for c in current}
     out = []
     for u in updates:
-        old = by_type.pop(u.type, None)
-        out.append(
-            Condition(
-                type=u.type,
-                status=u.status,
-                reason=u.reason,
-                message=u.message,
-                last_transition_time=(
-                    whole_seconds(now)
-                    if old is None or old.status != u.status
-                    else old.last_transition_time
-                ),
-                observed_generation=generation,
-            )
-        )
+        out.append(_condition(u, by_type.pop(u.type, None), now, generation))
     out.extend(c for c in by_type.values() if c.type not in (RECONCILING, STALLED))
     derived = _kstatus({c.type: c for c in out})
-    for u in derived:
-        old = by_type.get(u.type)
-        out.append(
-            Condition(
-                type=u.type,
-                status=u.status,
-                reason=u.reason,
-                message=u.message,
-                last_transition_time=(
-                    whole_seconds(now)
-                    if old is None or old.status != u.status
-                    else old.last_transition_time
-                ),
-                observed_generation=generation,
-            )
-        )
+    out.extend(_condition(u, by_type.get(u.type), now, generation) for u in derived)
     return out
+
+
+def _condition(
+    update: ConditionUpdate, old: Condition | None, now: datetime, generation: int
+) -> Condition:
+    """The condition `update` asks for; its transition time moves only when its status does."""
+    kept = old is not None and old.status == update.status
+    return Condition(
+        type=update.type,
+        status=update.status,
+        reason=update.reason,
+        message=update.message,
+        last_transition_time=old.last_transition_time if kept and old else whole_seconds(now),
+        observed_generation=generation,
+    )
 
 
 RECONCILING = "Reconciling"
