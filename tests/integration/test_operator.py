@@ -41,12 +41,29 @@ class Operator:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         return str(urllib.request.urlopen(url, timeout=5).read().decode())
 
-    def writes(self) -> float:
-        """modeldeploy_api_writes_total summed over kinds and verbs, from /metrics."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("modeldeploy_api_writes_total{"))  # fmt: skip
+    def writes(self) -> dict[str, float]:
+        """modeldeploy_api_writes_total by its {verb, kind} labels, from /metrics (a dict, so a
+        failing comparison says which kind of write happened)."""
+        return {line.rsplit(" ", 1)[0].removeprefix("modeldeploy_api_writes_total"):
+                float(line.rsplit(" ", 1)[1]) for line in self.metrics().splitlines()
+                if line.startswith("modeldeploy_api_writes_total{")}  # fmt: skip
+
+    def quiet_writes(self, window: float, timeout: float = 90) -> dict[str, float]:
+        """The write counters once they have stood still for `window` seconds. The operator is
+        shared by this module's tests and earlier tests' namespaces are deleted without waiting,
+        so their teardown (the operator seeing a ModelDeployment go) can still be writing when a
+        later test starts counting; an operator that writes on every resync never goes quiet and
+        fails here."""
+        deadline = time.monotonic() + timeout
+        last = self.writes()
+        while time.monotonic() < deadline:
+            time.sleep(window)
+            now = self.writes()
+            if now == last:
+                return now
+            last = now
+        tail = self.log.read_text()[-3000:]
+        pytest.fail(f"the operator kept writing for {timeout}s: {last}\n{tail}")
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +230,8 @@ def test_a_reconcile_with_nothing_changed_writes_nothing(crd, operator, namespac
         return objs
 
     time.sleep(2 * RESYNC_SECONDS)  # let status catch up with the controller-manager
-    before, writes = versions(), operator.writes()
+    writes = operator.quiet_writes(window=2 * RESYNC_SECONDS)
+    before = versions()
     time.sleep(3 * RESYNC_SECONDS + 1)  # three resyncs at least
     assert versions() == before
     assert operator.writes() == writes
