@@ -404,7 +404,11 @@ def test_an_operator_pod_deleted_mid_rollout_is_replaced_and_continues_at_the_sa
         after = status(cluster, namespace, "iris")
         assert after["currentStep"] == 1, f"{new_pod} went from step 1 to {after['currentStep']}"
         assert after["stepStartedAt"] == before["stepStartedAt"]
-        assert after["canaryRevision"] == before["canaryRevision"]
+        # The same revision and model (its pod counts and digest may have moved on meanwhile).
+        same = ("name", "modelVersion", "modelUri")
+        assert {k: after["canaryRevision"].get(k) for k in same} == {
+            k: before["canaryRevision"].get(k) for k in same
+        }
         try:
             wait_for(lambda: (status(cluster, namespace, "iris").get("stableRevision") or {}).get(
                 "modelVersion") == "v2", "v2 promoted by the new pod", timeout=180)  # fmt: skip

@@ -148,6 +148,11 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
         "name": old,
         "modelVersion": "v1",
         "modelUri": "https://m/v1.onnx",
+        # Its pods as the live Deployment has them (scaled to 0 by this very plan), and no
+        # traffic: the entry Service selects the new revision.
+        "replicas": 2,
+        "readyReplicas": 2,
+        "weight": 0,
     }
     assert "canaryRevision" not in switched.status
     assert (

@@ -21,6 +21,8 @@ HISTORY_LIMIT = 20
 HOOK_RUNS_LIMIT = 12
 CHECKS_LIMIT = 20
 HANDLED_ACTION_LIMIT: Final = 128
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+"""A sha256 digest in lower-case hex, as the serving image reports it."""
 
 
 def _cut(limit: int) -> BeforeValidator:
@@ -88,6 +90,20 @@ class RevisionRef(ApiModel):
     """spec.model.version of that template."""
     model_uri: Annotated[str | None, Field(max_length=2048)] = None
     """spec.model.uri of that template."""
+    model_sha256: Sha256 | None = None
+    """sha256 of the model bytes this revision's pods serve, as they report it: verified
+    against spec.model.sha256 when that pins it (a pod refuses other bytes), else computed
+    from what they downloaded. Read once, when all its pods are Ready; unset before."""
+    model_sha256_conflict: Annotated[list[Sha256] | None, Field(max_length=8)] = None
+    """Set instead of modelSha256 when the revision's pods reported different digests (an
+    unpinned URI whose bytes changed between pod starts): every digest seen. A finding, also
+    reported as a ModelDigestMismatch Warning Event; pin spec.model.sha256 to prevent it."""
+    replicas: Annotated[int | None, Field(ge=0)] = None
+    """Pods this revision should have now (unset when its Deployment is gone)."""
+    ready_replicas: Annotated[int | None, Field(ge=0)] = None
+    """Pods of this revision that are Ready."""
+    weight: Percent | None = None
+    """Percent of live traffic this revision's pods get now (the canary's is canaryWeight)."""
 
 
 class Verdict(StrEnum):
@@ -157,6 +173,9 @@ class HistoryEntry(ApiModel):
     """Model version of that revision."""
     model_uri: Annotated[str | None, Field(max_length=2048)] = None
     """Model URI of that revision."""
+    model_sha256: Sha256 | None = None
+    """sha256 of the model bytes the revision's pods served (see RevisionRef.modelSha256),
+    once read: the audit trail of exactly which bytes served."""
     event: HistoryEvent
     """What happened to the revision."""
     message: Annotated[str, _cut(1024), Field(max_length=1024)] = ""

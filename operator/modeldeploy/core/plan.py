@@ -11,6 +11,7 @@ turns all of that into children, deletions and the status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from modeldeploy.core.desired.deployment import build_deployment
 from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.digests import Digest, Reports, backfill, judge, recorded
 from modeldeploy.core.events import Event
 from modeldeploy.core.hooks import HookBook, HookContext
 from modeldeploy.core.live import LiveChildren, LiveRevision
@@ -84,11 +86,21 @@ def plan(
     now: datetime,
     check: AnalysisCheck | None = None,
     action: Action | None = None,
+    digests: Mapping[str, Reports] | None = None,
 ) -> Plan:
+    """`digests`: what the pods of the revisions `digests.wanted` named reported, read since
+    the last plan (revision → pod → sha256)."""
     out = Plan()
     target = target_revision(owner, spec, settings)
     revisions = live.revisions
-    history = list(status.history)
+    found: dict[str, Digest] = {}
+    for name, reports in (digests or {}).items():
+        digest, findings = judge(name, reports, spec.model.sha256 if name == target else None)
+        if digest:
+            found[name] = digest
+        out.events.extend(findings)
+    served = {**recorded(status), **found}  # revision → the bytes it served
+    history = backfill(status.history, found)
     blocked = bool(live.problems) and target not in revisions
     url = f"{_scheme(spec)}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/"
     context = HookContext(
@@ -115,11 +127,11 @@ def plan(
     if serving and target not in revisions and target not in known:
         out.events.append(Event("Normal", "RevisionCreated",
                                 f"created revision {target} (model {_model(spec)})"))  # fmt: skip
-        history.append(_history(now, _revision_ref(target, revisions, spec, target), "Deployed",
-                                "new serving template"))  # fmt: skip
+        ref = _revision_ref(target, revisions, spec, target, served)
+        history.append(_history(now, ref, "Deployed", "new serving template"))
     out.events.extend(rollout.events)
     for revision, event, message in rollout.history:
-        ref = _revision_ref(revision, revisions, spec, target)
+        ref = _revision_ref(revision, revisions, spec, target, served)
         history.append(_history(now, ref, event, message))
         if event == "Promoted":
             book.run("postPromotion", revision)
@@ -182,8 +194,9 @@ def plan(
     out.writes = writes(wanted, live.children, status)
 
     out.status = _status(
-        owner, spec, generation, status, live, rollout, target, history, now, split, outgoing
-    )
+        owner, spec, generation, status, live, rollout, target, history, now, split, outgoing,
+        served,
+    )  # fmt: skip
     out.status = out.status.model_copy(update={"hooks": book.kept()})
     if live.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
@@ -219,7 +232,8 @@ def _history(
 ) -> HistoryEntry:
     return HistoryEntry(time=whole_seconds(now), revision=revision.name,
                         model_version=revision.model_version, model_uri=revision.model_uri,
-                        event=event, message=message)  # fmt: skip
+                        model_sha256=revision.model_sha256, event=event,
+                        message=message)  # fmt: skip
 
 
 def _outgoing(rollout: RolloutState, revisions: dict[str, LiveRevision], demand: int) -> str | None:
@@ -303,10 +317,16 @@ def _scale_only(owner: Owner, name: str, replicas: int | None) -> dict[str, Any]
 
 
 def _revision_ref(
-    name: str, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
+    name: str,
+    revisions: dict[str, LiveRevision],
+    spec: ModelDeploymentSpec,
+    target: str,
+    known: Mapping[str, Digest],
+    weight: int | None = None,
 ) -> RevisionRef:
-    """A revision with its model: from the spec for the one it names, else from the
-    annotations on the revision's Deployment."""
+    """A revision with its model (from the spec for the one it names, else from the
+    annotations on the revision's Deployment), the digest its pods reported once read, and
+    its pods and traffic share (`weight`) when it is live."""
     state = revisions.get(name)
     version: str | None
     uri: str | None
@@ -314,7 +334,16 @@ def _revision_ref(
         version, uri = spec.model.version, spec.model.uri
     else:
         version, uri = state.model_version, state.model_uri
-    return RevisionRef(name=name, model_version=version or None, model_uri=uri or None)
+    ref = RevisionRef(
+        name=name,
+        model_version=version or None,
+        model_uri=uri or None,
+        replicas=state.replicas if state else None,
+        ready_replicas=state.ready_replicas if state else None,
+        weight=weight if state else None,
+    )
+    digest = known.get(name)
+    return digest.on(ref) if digest else ref
 
 
 def _status(
@@ -329,6 +358,7 @@ def _status(
     now: datetime,
     split: Split,
     outgoing: str | None,
+    known: Mapping[str, Digest],
 ) -> ModelDeploymentStatus:
     revisions = live.revisions
     weight = split.weight
@@ -416,6 +446,17 @@ def _status(
     model = spec.model.name or owner.name
     scheme = "https" if spec.serving.tls else "http"
     candidate = rollout.canary is not None
+    # Who answers the entry Service: the outgoing revision while a switch waits for the new
+    # stable one, else the stable one; the canary takes `weight` of it.
+    shares = {outgoing or rollout.stable or "": 100 - weight, rollout.canary or "": weight}
+
+    def ref(name: str | None, target: str) -> RevisionRef | None:
+        return (
+            _revision_ref(name, revisions, spec, target, known, shares.get(name, 0))
+            if name
+            else None
+        )
+
     return ModelDeploymentStatus(
         observed_generation=generation,
         phase=phase,
@@ -429,22 +470,16 @@ def _status(
         url=f"{scheme}://{entry_service(owner.name)}.{owner.namespace}.svc/v2/models/{model}",
         preview_url=preview_url(owner, spec) if candidate else None,
         history=history[-HISTORY_LIMIT:],
-        stable_revision=_ref(rollout.stable, revisions, spec, target),
-        canary_revision=_ref(rollout.canary, revisions, spec, target),
-        previous_revision=_ref(rollout.previous, revisions, spec, ""),
+        stable_revision=ref(rollout.stable, target),
+        canary_revision=ref(rollout.canary, target),
+        previous_revision=ref(rollout.previous, ""),
         last_promotion_time=_whole_seconds(rollout.promoted_at),
-        rolled_back_revision=_ref(rollout.rolled_back, revisions, spec, target),
+        rolled_back_revision=ref(rollout.rolled_back, target),
         current_step=rollout.step if candidate else None,
         step_started_at=_whole_seconds(rollout.step_started_at) if candidate else None,
         analysis=rollout.analysis,
         handled_action=previous.handled_action,
     )
-
-
-def _ref(
-    name: str | None, revisions: dict[str, LiveRevision], spec: ModelDeploymentSpec, target: str
-) -> RevisionRef | None:
-    return _revision_ref(name, revisions, spec, target) if name else None
 
 
 def _whole_seconds(time: datetime | None) -> datetime | None:

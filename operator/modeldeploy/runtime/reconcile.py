@@ -26,6 +26,7 @@ from modeldeploy.api.status import ModelDeploymentStatus, Phase, fit_handled_act
 from modeldeploy.core.actions import impossible_action, pending_action, verb
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions
 from modeldeploy.core.desired.owner import Owner
+from modeldeploy.core.digests import wanted
 from modeldeploy.core.events import Event
 from modeldeploy.core.failures import Failure, degraded
 from modeldeploy.core.live import LiveChildren
@@ -112,10 +113,12 @@ def reconcile(
         stable = status_before.stable_revision.name if status_before.stable_revision else None
         check = providers.check(owner.namespace, owner.name, spec.rollout.analysis, target,
                                 stable, status_before.current_step or 0, now)  # fmt: skip
+    # The served model's digest (core/digests.py): read once per revision, its pods all Ready.
+    digests = wanted(status_before, seen.revisions) if providers else []
+    reads = providers.digests.read(kube, owner.namespace, owner.name, digests) if providers else {}
     try:
-        decided = plan(
-            owner, spec, generation, status_before, seen, settings, now, check=check, action=action
-        )
+        decided = plan(owner, spec, generation, status_before, seen, settings, now,
+                       check=check, action=action, digests=reads)  # fmt: skip
     except ValidationError as exc:  # a value the status model cannot hold: a bug, said so
         log.exception("planning ModelDeployment %s/%s", owner.namespace, owner.name)
         message = "; ".join(

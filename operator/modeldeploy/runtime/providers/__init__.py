@@ -4,7 +4,7 @@ modeldeploy.core.analysis).
 One module per provider the spec can name (`spec.rollout.analysis.provider`): `pods` scrapes
 every ready pod of a revision through the API server's pod proxy (works on a bare cluster, no
 Prometheus needed); `prometheus` asks the user's Prometheus. Both hand the judges the same
-`RevisionMetrics`.
+`RevisionMetrics`. Beside them, `digests` reads which model bytes each revision's pods serve.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from modeldeploy.api.spec import Analysis
 from modeldeploy.api.status import AnalysisCheck
 from modeldeploy.core.analysis import RevisionMetrics, run_check
 from modeldeploy.runtime.kube import Kube
+from modeldeploy.runtime.providers.digests import DigestReader
 from modeldeploy.runtime.providers.pods import PodScrapes
 from modeldeploy.runtime.providers.prometheus import query_prometheus
 
@@ -26,6 +27,7 @@ class MetricsProviders:
 
     kube: Kube
     pods: PodScrapes = field(default_factory=PodScrapes)
+    digests: DigestReader = field(default_factory=DigestReader)
 
     def check(
         self,
@@ -52,6 +54,7 @@ class MetricsProviders:
     def forget_owner(self, namespace: str, owner: str) -> None:
         """Drop what is kept in memory for a deleted ModelDeployment."""
         self.pods.forget_owner(namespace, owner)
+        self.digests.forget_owner(namespace, owner)
 
 
 __all__ = ["MetricsProviders"]
