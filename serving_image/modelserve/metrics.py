@@ -50,6 +50,9 @@ LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 DRIFT_FOLD_ROWS: Final = 512
+# Values beyond ±1e140 stay out of the drift sums: one 1e200 squares to Inf at once, while
+# squares up to 1e280 keep the float64 sum of squares finite for some 1e28 rows.
+DRIFT_MAX_ABS: Final = 1e140
 
 
 class Histogram:
@@ -159,13 +162,16 @@ class DriftStats:
     def _finite_rows(
         self, name: str, values: np.ndarray[Any, np.dtype[np.float64]]
     ) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """The rows whose tracked values are all finite; counts the non-finite values."""
-        finite = np.isfinite(values)
-        if finite.all():
+        """The rows whose tracked values are all usable; counts the others' values. Usable is
+        finite and within ±DRIFT_MAX_ABS: a finite FP64 value like 1e200 squares to Inf in
+        the running sum of squares, which would read Inf for the rest of the process. (NaN
+        compares false, so one comparison covers NaN, ±Inf and the huge.)"""
+        usable = np.abs(values) <= DRIFT_MAX_ABS
+        if usable.all():
             return values
-        bad = values.size - int(np.count_nonzero(finite))
+        bad = values.size - int(np.count_nonzero(usable))
         self.nonfinite[name] = self.nonfinite.get(name, 0) + bad
-        kept: np.ndarray[Any, np.dtype[np.float64]] = values[finite.all(axis=1)]
+        kept: np.ndarray[Any, np.dtype[np.float64]] = values[usable.all(axis=1)]
         return kept
 
 
@@ -241,7 +247,8 @@ class _Drift(Collector):
         )
         nonfinite = CounterMetricFamily(
             "modelserve_drift_nonfinite_values",
-            "NaN and infinite input values left out of the drift statistics, with their rows",
+            "Input values left out of the drift statistics with their rows: NaN, infinite, or "
+            "beyond ±1e140 (whose squares would overflow the sums)",
             labels=labels,
         )
         for name, count in drift.nonfinite.items():

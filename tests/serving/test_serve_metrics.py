@@ -11,9 +11,11 @@ from pathlib import Path
 import httpx
 import jwt
 import numpy as np
+import onnx_models
 import orjson
 import pytest
 import servekit
+from onnx import TensorProto, helper
 
 from modeldeploy.core.analysis.samples import TRACKED_SAMPLES, parse_exposition
 
@@ -242,3 +244,34 @@ def test_non_finite_inputs_never_poison_the_drift_statistics(
                  for i in range(4)]  # fmt: skip
     assert variances == [1.0, 1.0, 1.0, 1.0]
     assert value(text, "modelserve_drift_nonfinite_values_total", 'input="input"') == 3
+
+
+def test_huge_finite_inputs_never_poison_the_drift_statistics(
+    tmp_path: Path, log_dir: Path
+) -> None:
+    """An FP64 value of 1e200 is finite, but its square overflows the float64 running sum of
+    squares to Inf, and every later variance would read Inf (or NaN) for the life of the
+    process. Such rows are left out like non-finite ones, and their values counted."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])], "wide",
+        [helper.make_tensor_value_info("input", TensorProto.DOUBLE, ["batch", 2])],
+        [helper.make_tensor_value_info("output", TensorProto.DOUBLE, ["batch", 2])],
+    )  # fmt: skip
+    model = onnx_models.save_graph(graph, tmp_path / "mlp.onnx")  # the name INFER calls
+    server = servekit.start(model, log_dir=log_dir)
+    try:
+        with server.client() as client:
+            for data in ([1e200, 1.0], [1.0, 2.0], [3.0, 4.0]):
+                body = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64",
+                                    "data": data}]}  # fmt: skip
+                sent = client.post(INFER, json=body)
+                assert sent.status_code == 200, sent.text
+                assert sent.json()["outputs"][0]["data"] == data  # served, whatever its size
+            text = client.get("/metrics").text
+    finally:
+        server.stop()
+    assert value(text, "modelserve_input_rows", 'input="input"') == 2
+    variances = [value(text, "modelserve_input_feature_variance", f'feature="{i}"')
+                 for i in range(2)]  # fmt: skip
+    assert variances == [1.0, 1.0]
+    assert value(text, "modelserve_drift_nonfinite_values_total", 'input="input"') == 1
