@@ -17,6 +17,7 @@ Routes (OIP v2 REST, plus the v1 style many users start with):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -336,11 +337,10 @@ class App:
             raise TooManyRequestsError(
                 f"more than {limit} inference requests in flight, retry shortly", retry_after=1
             )
-        body = decompress(
-            request.body,
-            request.headers.get(b"content-encoding", b"identity"),
-            limit=self.settings.max_body_bytes,
-        )
+        encoding = request.headers.get(b"content-encoding")
+        body = request.body if encoding is None else decompress(
+            request.body, encoding, limit=self.settings.max_body_bytes
+        )  # fmt: skip
         decoded: InferRequest = protocol.decode(
             request, body, model, reject_nonfinite=self.settings.reject_nonfinite
         )
@@ -409,8 +409,11 @@ class App:
 _ROUTING_MISSES: Final = frozenset({404, 405})
 
 
+@functools.lru_cache(maxsize=256)
 def _infer_route(path: str) -> tuple[InferProtocol, InferRoute] | None:
-    """The protocol whose inference route `path` is, and the model it names."""
+    """The protocol whose inference route `path` is, and the model it names. Looked up for
+    each request's head and again to route it, for a handful of distinct paths: cached (a
+    bounded cache, so a client sending endless distinct paths only evicts)."""
     for protocol in PROTOCOLS:
         route = protocol.route(path)
         if route is not None:

@@ -106,7 +106,7 @@ def _json_tensor(spec: TensorSpec, data: Any, where: str) -> np.ndarray[Any, Any
         if kind == "f":
             array = np.fromiter(values, dtype=spec.dtype, count=len(values))
             # JSON carries no NaN or infinity, so a non-finite value overflowed the datatype.
-            if not np.isfinite(array).all():
+            if not _all_finite(array):
                 raise BadRequestError(f"{where}: values out of range for {spec.datatype}")
         elif kind in "iu":
             array = np.asarray(values)
@@ -123,6 +123,17 @@ def _json_tensor(spec: TensorSpec, data: Any, where: str) -> np.ndarray[Any, Any
         raise BadRequestError(
             f"{where}: 'data' does not hold {spec.datatype} values: {exc}"
         ) from None
+
+
+def _all_finite(array: np.ndarray[Any, Any]) -> bool:
+    """No NaN or infinity in a float array. For float16/32, their sum in float64 is finite
+    exactly then (it cannot overflow float64, and NaN or Inf carries through any sum): one
+    reduction, where `np.isfinite(a).all()` makes a temporary and reduces it, and this runs
+    for every JSON float tensor. A float64 sum can overflow, so float64 is checked value by
+    value."""
+    if array.dtype.itemsize < 8:
+        return math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64))
+    return bool(np.isfinite(array).all())
 
 
 def _wrong_values(spec: TensorSpec, found: set[type], where: str) -> BadRequestError:
@@ -285,7 +296,7 @@ def decode_v2(
                     f"{where}: shape {_shape_text(shape)} needs {count} values, got {array.size}"
                 )
         array = _reshape(array, shape, where)
-        if reject_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        if reject_nonfinite and array.dtype.kind == "f" and not _all_finite(array):
             raise BadRequestError(f"{where}: NaN or Inf values are not accepted by this model")
         if model.batchable:
             if shape[0] < 1:
@@ -444,7 +455,7 @@ def decode_v1(body: bytes, model: Model, *, reject_nonfinite: bool = False) -> I
         array = _json_tensor(spec, column, where)
         shape = _check_shape(spec, list(array.shape), where)
         _check_named_dims(spec, shape, named, where)
-        if reject_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        if reject_nonfinite and array.dtype.kind == "f" and not _all_finite(array):
             raise BadRequestError(f"{where}: NaN or Inf values are not accepted by this model")
         feeds[spec.name] = array
     return InferRequest(feeds=feeds, rows=len(instances) if model.batchable else 0)
