@@ -60,11 +60,13 @@ class Cluster:
         self.last: Plan | None = None
 
     def reconcile(self, verdict: str | None = None, action: str | None = None,
-                  ready: bool = True, requests: int = 500) -> Plan:  # fmt: skip
+                  ready: bool = True, requests: int = 500,
+                  webhooks: dict[Any, Any] | None = None) -> Plan:  # fmt: skip
+        """`webhooks`: webhook hooks' results, as the runtime hands them in."""
         new_check = check(self.now, verdict, requests) if verdict else None
         live = LiveChildren(dict(self.revisions), children=dict(self.children))
         p = plan(OWNER, self.spec, 1, self.status, live, Settings(), self.now, new_check,
-                 action)  # type: ignore[arg-type]  # fmt: skip
+                 action, webhooks=webhooks)  # type: ignore[arg-type]  # fmt: skip
         for kind, name in p.delete:
             self.children.pop((kind, name), None)
             if kind == "Deployment":

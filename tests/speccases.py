@@ -270,6 +270,68 @@ BAD_SPECS = [
         "at most 2562047h",
     ),
     BadSpec(
+        "webhook-url-scheme",
+        _set(
+            "spec.rollout.hooks",
+            {"preRollout": [{"name": "checker", "webhook": {"url": "file:///etc/passwd"}}]},
+        ),
+        "spec.rollout.hooks.preRollout[0].webhook.url",
+        "must be an http:// or https:// URL with a host",
+    ),
+    BadSpec(
+        "hook-job-and-webhook",
+        _set(
+            "spec.rollout.hooks",
+            {
+                "prePromotion": [
+                    {
+                        "name": "checker",
+                        "webhook": {"url": "http://checker.ml.svc/verify"},
+                        "job": {
+                            "template": {"spec": {"containers": [{"name": "c", "image": "curl"}]}}
+                        },
+                    }
+                ]
+            },
+        ),
+        "spec.rollout.hooks.prePromotion[0]",
+        "a hook is either a job or a webhook: set exactly one",
+    ),
+    BadSpec(
+        "webhook-timeout-over-60s",
+        _set(
+            "spec.rollout.hooks",
+            {
+                "preRollout": [
+                    {"name": "checker", "webhook": {"url": "http://c.ml.svc/", "timeout": "2m"}}
+                ]
+            },
+        ),
+        "spec.rollout.hooks.preRollout[0].webhook.timeout",
+        "a webhook's timeout is at most 60s",
+    ),
+    BadSpec(
+        "notifier-url-and-url-from",
+        _set(
+            "spec.rollout.notifications",
+            [
+                {
+                    "name": "team",
+                    "url": "https://hooks.slack.com/services/x",
+                    "urlFrom": {"secretKeyRef": {"name": "slack", "key": "url"}},
+                }
+            ],
+        ),
+        "spec.rollout.notifications[0]",
+        "set exactly one of url or urlFrom",
+    ),
+    BadSpec(
+        "notifier-url-scheme",
+        _set("spec.rollout.notifications", [{"name": "team", "url": "gopher://x"}]),
+        "spec.rollout.notifications[0].url",
+        "must be an http:// or https:// URL with a host",
+    ),
+    BadSpec(
         "name-too-long",
         _set("metadata.name", "m" * 50),
         "metadata.name",

@@ -1,7 +1,8 @@
 """Verification hooks: `spec.rollout.hooks`, checks of a new revision beyond its metrics.
 
 As Argo Rollouts' analysis Jobs and Flagger's pre-rollout and confirm-promotion webhooks: a
-hook is a Job whose pod's exit code is the verdict (0 passes). Four moments:
+hook is a Job whose pod's exit code is the verdict (0 passes), or an HTTP webhook whose answer
+is the verdict (2xx passes). Four moments:
 - preRollout: before the new revision takes any live traffic; a failure rolls it back.
 - prePromotion: before it takes over, run against the preview Service (NAME-canary); a failure
   rolls it back. For BlueGreen and ABTest a pass is the verification that allows promotion
@@ -9,22 +10,85 @@ hook is a Job whose pod's exit code is the verdict (0 passes). Four moments:
 - postPromotion: after the switch; reported (status, Event), never undone by the operator.
 - onRollback: after a rollback; reported.
 Each Job's containers get MODELDEPLOY_* variables naming the ModelDeployment, the revisions,
-the phase and the URLs (docs/api.md: HookJob).
+the phase and the URLs (docs/api.md: HookJob); a webhook gets the same as a JSON POST body
+(docs/api.md: HookWebhook).
+
+Webhook URLs are http:// or https:// only, refused at `kubectl apply` otherwise (a CEL rule
+and the same check offline): the operator calls no other scheme, and follows no redirect.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
-from modeldeploy.api.base import ApiModel, opaque_schema
-from modeldeploy.api.durations import DurationString
-from modeldeploy.api.types import PositiveDuration
+from modeldeploy.api.base import ApiModel, CelRule, opaque_schema
+from modeldeploy.api.durations import DURATION_HINT, DURATION_PATTERN, DurationString, cel_seconds
+from modeldeploy.api.types import ObjectName, PositiveDuration
 
 HOOK_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+HTTP_URL_PATTERN: Final = r"^https?://[^/?#\s]+([/?#]\S*)?$"
+HTTP_URL_HINT: Final = (
+    "must be an http:// or https:// URL with a host, such as http://checker.ml.svc:8080/verify "
+    "(no other scheme is called)"
+)
+WEBHOOK_TIMEOUT_MAX_SECONDS: Final = 60
+WEBHOOK_TIMEOUT_HINT: Final = "a webhook's timeout is at most 60s (one attempt; see retries)"
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(HTTP_URL_PATTERN, value):
+        raise ValueError(f"{value[:100]!r} {HTTP_URL_HINT}")
+    return value
+
+
+HttpUrl = Annotated[
+    str,
+    AfterValidator(_http_url),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 2048,
+            "x-kubernetes-validations": [
+                {"rule": f"self.matches(r'{HTTP_URL_PATTERN}')", "message": HTTP_URL_HINT}
+            ],
+        }
+    ),
+    Field(max_length=2048),
+]
+"""A URL the operator may call: http or https, with a host."""
+
+
+def _attempt_timeout(duration: DurationString) -> DurationString:
+    if not 0 < duration.seconds <= WEBHOOK_TIMEOUT_MAX_SECONDS:
+        raise ValueError(f"{duration!r}: {WEBHOOK_TIMEOUT_HINT}, and greater than zero")
+    return duration
+
+
+_WELL_FORMED = f"self.matches(r'{DURATION_PATTERN}')"
+AttemptTimeout = Annotated[
+    DurationString,
+    AfterValidator(_attempt_timeout),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {"rule": _WELL_FORMED, "message": DURATION_HINT},
+                {
+                    "rule": f"!{_WELL_FORMED} || ({cel_seconds('self')} > 0 && "
+                    f"{cel_seconds('self')} <= {WEBHOOK_TIMEOUT_MAX_SECONDS})",
+                    "message": f"{WEBHOOK_TIMEOUT_HINT}, and greater than zero",
+                },
+            ],
+        }
+    ),
+]
+"""One webhook attempt's timeout: more than 0, at most 60s."""
 
 PodTemplate = Annotated[
     dict[str, Any],
@@ -62,15 +126,114 @@ class HookJob(ApiModel):
     """Retries of a failed pod before the hook fails."""
 
 
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the ModelDeployment's namespace."""
+
+    name: ObjectName
+    """Secret name."""
+    key: Annotated[str, Field(min_length=1, max_length=253)]
+    """Key inside the Secret."""
+
+
+class ValueFromSecret(ApiModel):
+    """A value read from a Secret when the call is made (never copied into status or Events)."""
+
+    secret_key_ref: SecretKeySelector
+    """The Secret and key holding the value."""
+
+
+class WebhookHeader(ApiModel):
+    """An HTTP header sent with the call; exactly one of value or valueFrom."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][-A-Za-z0-9]*$")]
+    """Header name, such as Authorization or X-Api-Key."""
+    value: Annotated[str, Field(max_length=4096)] | None = None
+    """A literal value (not for credentials: use valueFrom)."""
+    value_from: ValueFromSecret | None = None
+    """The value from a Secret (a bearer token, an API key)."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.value) != has(self.valueFrom)",
+            message="a header needs exactly one of value or valueFrom",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+WebhookHeaders = Annotated[list[WebhookHeader], Field(max_length=8)]
+
+ONE_URL_RULE = CelRule(
+    rule="has(self.url) != has(self.urlFrom)",
+    message="set exactly one of url or urlFrom (a Secret key holding the URL)",
+)
+
+
+class HookWebhook(ApiModel):
+    """An HTTP POST whose answer is the verdict: any 2xx passes; any other status, a redirect,
+    a timeout or a connection error fails, with the reason in the message.
+
+    The JSON body names the ModelDeployment (modelDeployment: namespace, name, uid), the hook
+    (hook: name, phase), phase (the hook's phase again, as Flagger's payload has it), the
+    revisions (stableRevision and candidateRevision: name, modelVersion), previewUrl
+    (NAME-canary: the candidate alone, for prePromotion checks) and url (the entry Service).
+
+    Transient failures (a timeout, a connection error, 408, 429 or 5xx) are retried `retries`
+    times, after 1s, 2s, 4s..., within the hook's timeout: as Flagger retries a failing
+    webhook and Argo Rollouts tolerates consecutive errors before a verdict. Any other 4xx is
+    the receiver's answer, final at once. The call runs off the reconcile loop: the rollout
+    waits for its verdict, nothing else does."""
+
+    url: HttpUrl | None = None
+    """Where to POST, such as http://checker.ml.svc:8080/verify."""
+    url_from: ValueFromSecret | None = None
+    """The URL from a Secret (when it embeds a token); it must be http(s) too."""
+    timeout: AttemptTimeout = DurationString("10s")
+    """Longest one attempt may take (at most 60s)."""
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
+    """Further attempts after a transient failure."""
+    headers: WebhookHeaders | None = None
+    """Headers sent with each attempt (Content-Type is application/json)."""
+
+    cel_rules = (ONE_URL_RULE,)
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError(ONE_URL_RULE.message)
+        return self
+
+
 class Hook(ApiModel):
-    """One verification hook."""
+    """One verification hook: a Job or a webhook."""
 
     name: Annotated[str, Field(min_length=1, max_length=20, pattern=HOOK_NAME_PATTERN)]
     """Name shown in status and Events (lowercase letters, digits and dashes)."""
-    job: HookJob
+    job: HookJob | None = None
     """The Job to run."""
+    webhook: HookWebhook | None = None
+    """The HTTP endpoint to call."""
     timeout: PositiveDuration = DurationString("5m")
-    """Longest the hook may run; past it the hook fails (the Job's activeDeadlineSeconds)."""
+    """Longest the hook may run; past it the hook fails (a Job's activeDeadlineSeconds; a
+    webhook's attempts and retries together)."""
+
+    cel_rules = (
+        CelRule(
+            rule="has(self.job) != has(self.webhook)",
+            message="a hook is either a job or a webhook: set exactly one",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_one(self) -> Self:
+        if (self.job is None) == (self.webhook is None):
+            raise ValueError(self.cel_rules[0].message)
+        return self
 
 
 HookList = Annotated[list[Hook], Field(max_length=4)]
@@ -111,8 +274,8 @@ class HookRun(ApiModel):
     """When it ran: preRollout, prePromotion, postPromotion or onRollback."""
     revision: Annotated[str, Field(max_length=253)]
     """The revision it checked."""
-    job: Annotated[str, Field(max_length=63)]
-    """The Job that ran it (kept while this record is)."""
+    job: Annotated[str, Field(max_length=63)] | None = None
+    """The Job that ran it (kept while this record is); none for a webhook."""
     verdict: HookVerdict
     """Running, Passed or Failed."""
     message: Annotated[str, Field(max_length=1024)] = ""
@@ -121,3 +284,5 @@ class HookRun(ApiModel):
     """When the operator created its Job."""
     duration_seconds: Annotated[int | None, Field(ge=0)] = None
     """How long it ran, once finished."""
+    attempts: Annotated[int | None, Field(ge=0, le=10)] = None
+    """HTTP attempts a webhook took to its verdict."""

@@ -23,6 +23,7 @@ from modeldeploy.api.durations import (
     cel_in_range,
 )
 from modeldeploy.api.hooks import Hooks
+from modeldeploy.api.notifications import NotifierList
 from modeldeploy.api.types import (
     DnsLabel,
     Duration,
@@ -772,8 +773,11 @@ class Rollout(ApiModel):
     """How long the previous revision keeps running after a promotion, so in-flight requests
     finish and a rollback is instant."""
     hooks: Hooks | None = None
-    """Verification Jobs before the new revision takes traffic, before it takes over, after a
-    promotion and after a rollback."""
+    """Verification Jobs or webhooks before the new revision takes traffic, before it takes
+    over, after a promotion and after a rollback."""
+    notifications: NotifierList | None = None
+    """Webhooks told when a rollout starts, advances a step, is promoted or rolled back, or a
+    hook fails; sent in the background, never waited on."""
 
     cel_rules = (
         CelRule(

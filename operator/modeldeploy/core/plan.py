@@ -34,7 +34,14 @@ from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
 from modeldeploy.core.digests import Digest, Reports, backfill, judge, recorded
 from modeldeploy.core.events import Event
-from modeldeploy.core.hooks import HookBook, HookContext
+from modeldeploy.core.hooks import (
+    WEBHOOK_POLL,
+    HookBook,
+    HookContext,
+    HookKey,
+    WebhookCall,
+    WebhookResult,
+)
 from modeldeploy.core.live import LiveChildren, LiveRevision
 from modeldeploy.core.naming import (
     canary_service,
@@ -64,6 +71,8 @@ class Plan:
     wake_at: datetime | None = None
     """When a decision depends on time (a scale-down delay) rather than on a change in the
     cluster: the next reconcile must not be skipped after this moment."""
+    webhook_calls: list[WebhookCall] = field(default_factory=list)
+    """Webhook hooks' calls owed (core/hooks.py): the runtime makes each once, off the loop."""
 
     @property
     def apply(self) -> list[dict[str, Any]]:
@@ -87,6 +96,7 @@ def plan(
     check: AnalysisCheck | None = None,
     action: Action | None = None,
     digests: Mapping[str, Reports] | None = None,
+    webhooks: dict[HookKey, WebhookResult] | None = None,
 ) -> Plan:
     """`digests`: what the pods of the revisions `digests.wanted` named reported, read since
     the last plan (revision → pod → sha256)."""
@@ -108,7 +118,7 @@ def plan(
         preview_url=preview_url(owner, spec),
         url=url + (spec.model.name or owner.name),
     )
-    book = HookBook.open(owner, spec, context, status.hooks, live.children, now)
+    book = HookBook.open(owner, spec, context, status.hooks, live.children, now, webhooks)
     if blocked:
         rollout = RolloutState(
             stable=_alive(status.stable_revision.name if status.stable_revision else None,
@@ -198,6 +208,9 @@ def plan(
         served,
     )  # fmt: skip
     out.status = out.status.model_copy(update={"hooks": book.kept()})
+    out.webhook_calls = book.calls
+    if book.calls:
+        wake.append(now + WEBHOOK_POLL)  # read the call's result as soon as it is in
     if live.problems:
         wake.append(now)  # what fixes a problem (a new Secret) is not watched: keep checking
     out.wake_at = min(wake, default=None)

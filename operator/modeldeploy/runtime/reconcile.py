@@ -21,6 +21,7 @@ from typing import Any, Literal, ParamSpec
 from pydantic import ValidationError
 
 from modeldeploy.api.action import action_problem
+from modeldeploy.api.hooks import HookVerdict
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus, Phase, fit_handled_action
 from modeldeploy.core.actions import impossible_action, pending_action, verb
@@ -31,13 +32,16 @@ from modeldeploy.core.events import Event
 from modeldeploy.core.failures import Failure, degraded
 from modeldeploy.core.live import LiveChildren
 from modeldeploy.core.naming import ACTION_ANNOTATION
+from modeldeploy.core.notifications import notices
 from modeldeploy.core.plan import plan, target_revision
 from modeldeploy.core.rollout import ACTIONS, Action, analysis_due
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
 from modeldeploy.runtime.kube import SCALE_MANAGER, Kube
+from modeldeploy.runtime.notify import Notifier, shared_notifier
 from modeldeploy.runtime.providers import MetricsProviders
+from modeldeploy.runtime.webhooks import WebhookRunner, shared_runner
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -81,7 +85,11 @@ def reconcile(
     settings: Settings,
     now: datetime,
     providers: MetricsProviders | None = None,
+    webhooks: WebhookRunner | None = None,
+    notifier: Notifier | None = None,
 ) -> Reconciled:
+    """`webhooks` and `notifier`: where webhook hooks' calls and notifications go, off this
+    thread (the process's own unless given)."""
     meta = body["metadata"]
     owner = Owner(meta["name"], meta["namespace"], meta["uid"])
     generation = int(meta.get("generation") or 0)
@@ -116,9 +124,11 @@ def reconcile(
     # The served model's digest (core/digests.py): read once per revision, its pods all Ready.
     digests = wanted(status_before, seen.revisions) if providers else []
     reads = providers.digests.read(kube, owner.namespace, owner.name, digests) if providers else {}
+    runner = webhooks or shared_runner()
+    called = runner.results(owner.uid)  # webhook hooks' verdicts, made off the loop
     try:
         decided = plan(owner, spec, generation, status_before, seen, settings, now,
-                       check=check, action=action, digests=reads)  # fmt: skip
+                       check=check, action=action, webhooks=called, digests=reads)  # fmt: skip
     except ValidationError as exc:  # a value the status model cannot hold: a bug, said so
         log.exception("planning ModelDeployment %s/%s", owner.namespace, owner.name)
         message = "; ".join(
@@ -176,6 +186,13 @@ def reconcile(
     out.events.extend(reported)
     out.failed += len(failures)
     _sync_status(kube, owner, stored, status_before, status, out, now, generation)
+    # Calls and notices leave once the status names their runs and outcome; neither is waited on.
+    runner.submit(owner.uid, owner.namespace, decided.webhook_calls, kube.secret_value)
+    runner.forget(owner.uid, [(r.phase, r.name, r.revision) for r in status_before.hooks
+                              if r.verdict != HookVerdict.RUNNING])  # fmt: skip
+    (notifier or shared_notifier()).submit(
+        owner.namespace, notices(owner, spec, status, out.events, now), kube.secret_value
+    )
     return out
 
 
