@@ -645,3 +645,113 @@ def test_a_pre_promotion_job_promotes_a_good_version_and_rolls_a_bad_one_back(
     assert set(live.codes) == {200}, live.codes  # the bad version never answered a client
     runs = [(r["revision"], r["verdict"], r.get("durationSeconds")) for r in s["hooks"]]
     print(f"\nhook runs: {runs}")
+
+
+WEBHOOK_CHECKER = """
+import http.server, json, sys, urllib.request
+preview, want, rows = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+body = json.dumps({"inputs": [{"name": "input", "shape": [len(rows), 4], "datatype": "FP32",
+                               "data": rows}]}).encode()
+
+def right_answers():
+    for _ in range(20):
+        request = urllib.request.Request(preview, data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                answer = json.load(response)
+        except Exception as exc:
+            return f"failed: {exc}"
+        label = next(o for o in answer["outputs"] if o["name"] == "label")["data"]
+        if label != want:
+            return f"wrong answer: {label}"
+    return ""
+
+class Checker(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        told = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/notify":
+            print("notified", told["event"], flush=True)
+            code, said = 200, "ok"
+        else:
+            print("checking", told["candidateRevision"], "preview", told["previewUrl"], flush=True)
+            said = right_answers()
+            code, said = (500, said) if said else (200, "20 right answers")
+            print(code, said, flush=True)
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(said)))
+        self.end_headers()
+        self.wfile.write(said.encode())
+
+http.server.ThreadingHTTPServer(("", 8000), Checker).serve_forever()
+"""
+
+
+def start_webhook_checker(cluster: localkube.Cluster, namespace: str, preview: str) -> str:
+    """A webhook receiver in the cluster (the operator runs in its pod): POST /verify asks the
+    preview for 20 answers and says 200 or 500; POST /notify prints the event it was told."""
+    labels = {"app": "checker"}
+    apply(cluster, namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "checker"},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{
+                "name": "http", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", WEBHOOK_CHECKER, preview, json.dumps(V2_LABELS),
+                            json.dumps(ROWS)],
+                "ports": [{"containerPort": 8000}], "securityContext": NON_ROOT,
+                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+            }], "securityContext": {"runAsUser": 65532}},
+        }},
+    }, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "checker"},
+        "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]},
+    })  # fmt: skip
+    wait_for_endpoints(cluster, namespace, "checker", 1)
+    ip = kubectl_json(cluster, "get", "service", "checker", "-n", namespace)["spec"]["clusterIP"]
+    return f"http://{ip}:8000"
+
+
+def webhooked(uri: str, version: str, checker: str) -> dict[str, Any]:
+    """BlueGreen verified by a prePromotion webhook (iterations 100: quiet checks never
+    promote), with a JSON notifier on the same receiver."""
+    doc = blue_green(uri, version)
+    doc["spec"]["rollout"]["analysis"]["iterations"] = 100
+    doc["spec"]["rollout"]["hooks"] = {"prePromotion": [{"name": "checker", "timeout": "90s",
+        "webhook": {"url": f"{checker}/verify", "timeout": "60s", "retries": 0}}]}  # fmt: skip
+    doc["spec"]["rollout"]["notifications"] = [{"name": "audit", "url": f"{checker}/notify"}]
+    return doc
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_pre_promotion_webhook_promotes_a_good_version_and_rolls_a_bad_one_back(
+    cluster, namespace, model_store
+):
+    url = serve(cluster, namespace, "iris", V1, "v1", blue_green(V1, "v1"))
+    checker = start_webhook_checker(cluster, namespace,
+                                    service_url(cluster, namespace, "iris-canary"))  # fmt: skip
+    with Load(cluster, namespace, url) as live:
+        wait_for(lambda: live.codes[200] >= 20, "requests answered by v1")
+        apply(cluster, namespace, webhooked(f"{model_store}/iris-broken.onnx", "v3", checker))
+        wait_for(lambda: status(cluster, namespace, "iris").get("phase") == "RolledBack",
+                 "the failing webhook's rollback", timeout=180)  # fmt: skip
+        s = status(cluster, namespace, "iris")
+        assert s["rolledBackRevision"]["modelVersion"] == "v3"
+        run = s["hooks"][-1]
+        assert (run["phase"], run["name"], run["verdict"]) == ("prePromotion", "checker", "Failed")
+        assert run["message"].startswith("HTTP 500: failed:"), run  # the preview's own 500
+
+        apply(cluster, namespace, webhooked(f"{model_store}/iris-v2.onnx", "v2", checker))
+        wait_for(promoted_to(cluster, namespace, "v2"), "v2 promoted by its webhook",
+                 timeout=180)  # fmt: skip
+        time.sleep(3)
+    s = status(cluster, namespace, "iris")
+    run = s["hooks"][-1]
+    assert (run["phase"], run["verdict"]) == ("prePromotion", "Passed")
+    assert run["message"].startswith("HTTP 200 in ")
+    assert "prePromotion hooks passed (checker)" in s["history"][-1]["message"]
+    assert set(live.codes) == {200}, live.codes  # the bad version never answered a client
+    logs = cluster.kubectl("logs", "deploy/checker", "-n", namespace).stdout
+    for event in ("RolloutStarted", "HookFailed", "RolledBack", "Promoted"):
+        assert f"notified {event}" in logs, logs
+    print(f"\nwebhook runs: {[(r['revision'], r['verdict'], r['message']) for r in s['hooks']]}")
