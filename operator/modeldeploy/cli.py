@@ -1,18 +1,22 @@
 """`modeldeploy`: the command line of the operator project.
 
 Subcommands print what other tools consume (the CRD, the API reference) or check ModelDeployment
-files offline, so a CI pipeline can refuse a bad manifest before it reaches a cluster.
+files offline, so a CI pipeline can refuse a bad manifest before it reaches a cluster; `status`
+shows one ModelDeployment at a glance (also as the kubectl plugin `kubectl modeldeploy`), and
+the control verbs ask the operator to act.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import queue
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TextIO
 
 import yaml
 from pydantic import ValidationError
@@ -146,9 +150,90 @@ def _await_action(
     return 1 if refused else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def use_color(stream: TextIO, environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Colour on a terminal only, and never with NO_COLOR set (no-color.org) or TERM=dumb."""
+    if environ.get("NO_COLOR") or environ.get("TERM") == "dumb":
+        return False
+    return stream.isatty()
+
+
+CLEAR: Final = "\x1b[H\x1b[2J"
+"""Cursor home and clear screen: a terminal shows each --watch frame in place."""
+
+
+def _status(name: str, namespace: str | None, kubeconfig: str | None, follow: bool) -> int:
+    """Print the status view of one ModelDeployment; with `follow`, again on every change of
+    the object or its Events, until Ctrl-C (exit 0)."""
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from modeldeploy.runtime import readers
+    from modeldeploy.runtime.errors import KubeError
+    from modeldeploy.runtime.kube import Kube, current_namespace, load_config
+    from modeldeploy.statusview import render
+
+    try:
+        kube = Kube(load_config(kubeconfig))
+    except (ConfigException, OSError) as exc:
+        print(f"error: no cluster to ask: {exc} (set KUBECONFIG or --kubeconfig)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    namespace = namespace or current_namespace()
+    out = sys.stdout
+    color = use_color(out, os.environ)
+    redraw = color or out.isatty()
+
+    def show(obj: dict[str, Any], events: list[dict[str, Any]], first: bool) -> None:
+        frame = render(obj, events, datetime.now(UTC), color=color)
+        out.write((CLEAR if redraw else ("" if first else "\n")) + frame)
+        out.flush()
+
+    try:
+        obj = readers.read_modeldeployment(kube, namespace, name)
+        events, events_version = readers.list_events(kube, namespace, name)
+        show(obj, events, first=True)
+        if not follow:
+            return 0
+        version = str(obj["metadata"]["resourceVersion"])
+        changes = readers.follow(kube, namespace, name, version, events_version)
+        by_uid = {str(e["metadata"]["uid"]): e for e in events}
+        while True:
+            try:
+                batch = [changes.get(timeout=1.0)]
+            except queue.Empty:
+                continue
+            while not changes.empty():  # a burst of changes is one frame
+                batch.append(changes.get_nowait())
+            for change in batch:
+                if isinstance(change, BaseException):
+                    raise change
+                what, kind, raw = change
+                if what == "object" and kind == "DELETED":
+                    print(f"{KIND.lower()} {namespace}/{name} deleted")
+                    return 0
+                if what == "object":
+                    obj = raw
+                elif kind == "DELETED":
+                    by_uid.pop(str(raw["metadata"]["uid"]), None)
+                else:
+                    by_uid[str(raw["metadata"]["uid"])] = raw
+            show(obj, list(by_uid.values()), first=False)
+    except KeyboardInterrupt:
+        return 0
+    except readers.NotFoundError as exc:
+        print(f"Error from server (NotFound): {exc}", file=sys.stderr)
+        return 1
+    except KubeError as exc:
+        print(f"Error from server: {exc}", file=sys.stderr)
+        return 1
+    except (HTTPError, OSError) as exc:
+        print(f"error: cannot reach the API server: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser(prog: str = "modeldeploy") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="modeldeploy", description="Serve ONNX models on Kubernetes and roll them out safely."
+        prog=prog, description="Serve ONNX models on Kubernetes and roll them out safely."
     )
     parser.add_argument("--version", action="version", version=f"modeldeploy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         help="a YAML file (repeatable; - reads standard input)",
+    )
+    view = sub.add_parser(
+        "status",
+        help="show a ModelDeployment: phase, step, revisions (model, digest, pods, traffic), "
+        "checks, hooks and Events",
+    )
+    view.add_argument("name", help="the ModelDeployment")
+    view.add_argument("-n", "--namespace", help="default: the kubeconfig's namespace")
+    view.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    view.add_argument(
+        "-w", "--watch", action="store_true", help="show it again on every change (Ctrl-C ends)"
     )
     for verb, text in CONTROL_VERBS.items():
         control = sub.add_parser(verb, help=text)
@@ -217,14 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "modeldeploy") -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.command == "crd":
         sys.stdout.write(render_crd())
         return 0
     if args.command == "docs":
         sys.stdout.write(render_docs())
         return 0
+    if args.command == "status":
+        return _status(args.name, args.namespace, args.kubeconfig, args.watch)
     if args.command in CONTROL_VERBS:
         wait = getattr(args, "wait", 0.0)
         return _control(args.command, args.name, args.namespace, args.kubeconfig, wait)
@@ -242,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     return _validate(args.files)
+
+
+def kubectl_plugin() -> int:
+    """`kubectl modeldeploy ...`: kubectl runs the executable `kubectl-modeldeploy` found on
+    PATH with the words after `modeldeploy`; the same commands, named as the user typed them."""
+    return main(prog="kubectl modeldeploy")
 
 
 if __name__ == "__main__":
