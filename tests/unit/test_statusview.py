@@ -37,7 +37,7 @@ def canary_mid_rollout() -> dict:
                  "message": "2/2 pods of revision iris-7d9f8c ready",
                  "lastTransitionTime": "2026-03-01T11:00:00Z"},
                 {"type": "Progressing", "status": "True", "reason": "NewRevision",
-                 "message": "revision iris-a41e02: step 2/2, 2/2 pods ready; 50% of traffic",
+                 "message": "revision iris-a41e02: step 2/2, 1/2 pods ready; 50% of traffic",
                  "lastTransitionTime": "2026-03-01T12:00:00Z"},
                 {"type": "Degraded", "status": "False", "reason": "AsExpected",
                  "lastTransitionTime": "2026-03-01T11:00:00Z"},
