@@ -28,7 +28,7 @@ def test_examples_apply_and_list_with_printer_columns(crd, namespace):
     ]  # fmt: skip
     strategies = {line.split()[0]: line.split()[2] for line in wide[1:]}
     assert strategies == {"fraud": "BlueGreen", "iris": "Canary", "ranker": "ABTest",
-                          "sentiment": "Immediate"}  # fmt: skip
+                          "sentiment": "Immediate", "scorer": "Canary"}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", BAD_SPECS, ids=lambda c: c.id)

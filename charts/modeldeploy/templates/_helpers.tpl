@@ -93,7 +93,8 @@ per watched namespace. Each rule is proven necessary by tests/integration/test_r
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch"]
 # Objects a spec names (model claim, auth and TLS Secrets, env sources, Prometheus token):
-# read to report a missing one as a condition instead of crash-looping pods.
+# read to report a missing one as a condition instead of crash-looping pods. Also the Secrets
+# holding webhook hooks' and notifications' URLs and headers, read when a call is made.
 - apiGroups: [""]
   resources: ["secrets", "configmaps", "persistentvolumeclaims"]
   verbs: ["get"]
