@@ -10,6 +10,7 @@ server, judges, and promotes a good version or rolls a bad one back by itself.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -755,3 +756,49 @@ def test_a_pre_promotion_webhook_promotes_a_good_version_and_rolls_a_bad_one_bac
     for event in ("RolloutStarted", "HookFailed", "RolledBack", "Promoted"):
         assert f"notified {event}" in logs, logs
     print(f"\nwebhook runs: {[(r['revision'], r['verdict'], r['message']) for r in s['hooks']]}")
+
+
+@pytest.mark.usefixtures("operator")
+def test_the_status_names_the_bytes_each_revision_served(cluster, namespace, model_store):
+    """The digest each revision's pods verified (v2, pinned) or computed (v1, not), in the
+    status, its history and `modeldeploy status`; each the digest the pods report themselves."""
+    immediate = {"strategy": "Immediate"}
+    doc = md("iris", V1, "v1")
+    doc["spec"]["rollout"] = immediate
+    serve(cluster, namespace, "iris", V1, "v1", doc)
+    v1 = wait_for(lambda: (status(cluster, namespace, "iris").get("stableRevision") or {})
+                  .get("modelSha256"), "v1's digest in the status")  # fmt: skip
+    revision = status(cluster, namespace, "iris")["stableRevision"]["name"]
+    pods = kubectl_json(cluster, "get", "pods", "-n", namespace,
+                        "-l", f"modeldeploy.io/revision={revision}")["items"]  # fmt: skip
+    assert pods
+    for pod in pods:  # read past the operator: each pod's own word
+        name = pod["metadata"]["name"]
+        metrics = cluster.kubectl(
+            "get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{name}:8080/proxy/metrics"
+        ).stdout
+        assert f'sha256="{v1}"' in metrics, name
+
+    pin = hashlib.sha256(iris_v2()).hexdigest()
+    doc = md("iris", f"{model_store}/iris-v2.onnx", "v2")
+    doc["spec"]["rollout"] = immediate
+    doc["spec"]["model"]["sha256"] = pin
+    apply(cluster, namespace, doc)
+    served = lambda: (status(cluster, namespace, "iris").get("stableRevision") or {}).get(  # noqa: E731
+        "modelSha256"
+    )
+    wait_for(lambda: served() == pin, "v2's pinned digest in the status", timeout=180)
+    s = status(cluster, namespace, "iris")
+    assert s["previousRevision"]["modelSha256"] == v1
+    lines = [(h["event"], h.get("modelVersion"), h.get("modelSha256")) for h in s["history"]]
+    assert ("Deployed", "v1", v1) in lines, lines
+    assert ("Promoted", "v2", pin) in lines, lines
+    shown = subprocess.run(
+        [sys.executable, "-m", "modeldeploy.cli", "status", "iris", "-n", namespace,
+         f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert pin[:12] in shown.stdout
+    assert v1[:12] in shown.stdout
+    print(f"\nmodeldeploy status on the real node:\n{shown.stdout}")
