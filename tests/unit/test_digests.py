@@ -145,3 +145,17 @@ def test_a_conflict_is_kept_in_the_status_and_warned_about_once():
     assert wire(again)["stableRevision"]["modelSha256Conflict"] == [A, C]
     assert again.events == []
     assert wanted(status_of(again), {rev: ready(rev)}) == []
+
+
+def test_the_digest_is_read_from_the_info_metric_and_nothing_else():
+    from modeldeploy.core.digests import reported
+
+    text = (
+        "# HELP modelserve_model_info The served model's identity\n"
+        "# TYPE modelserve_model_info gauge\n"
+        f'modelserve_model_info{{model="iris",sha256="{A}",uri="file:///m.onnx",version="1"}} 1.0\n'
+        f'modelserve_requests_total{{code="200",sha256="{B}"}} 3.0\n'
+    )
+    assert reported(text) == A
+    assert reported("modelserve_ready 1.0\n") is None
+    assert reported('modelserve_model_info{sha256="short"} 1.0\n') is None

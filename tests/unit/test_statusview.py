@@ -186,3 +186,21 @@ def test_a_status_behind_the_spec_says_so():
     obj["metadata"]["generation"] = 3
     text = render(obj, [], NOW, color=False)
     assert lines_with(text, "Phase:", "status of generation 2; the spec is at 3")
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color():
+    from modeldeploy.cli import use_color
+
+    assert use_color(_Stream(tty=True), {"TERM": "xterm"})
+    assert not use_color(_Stream(tty=False), {"TERM": "xterm"})
+    assert not use_color(_Stream(tty=True), {"TERM": "xterm", "NO_COLOR": "1"})
+    assert not use_color(_Stream(tty=True), {"TERM": "dumb"})
+    assert use_color(_Stream(tty=True), {"NO_COLOR": ""})  # set but empty: no-color.org
