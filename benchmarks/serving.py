@@ -22,6 +22,10 @@ the tutorial approach, benchmarks/peers/fastapi_server.py); and the peers that i
 Python callable and its dynamic batcher). Peers live in their own virtualenvs under
 --venvs (default ~/.cache/modelserve-bench/venvs/{kserve,mlserver,pytriton}); create them with
 `--setup` (PyPI access needed once). A peer whose venv is missing is skipped with a note.
+
+`--baseline REF` adds a row `modelserve@REF`: the serving package as it was at that git commit
+(extracted with `git archive`, run with this venv's packages), measured in the same run, so a
+regression is read against the same machine and the same load instead of an older table.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ PEER_PACKAGES = {
     "pytriton": ["nvidia-pytriton", "numpy<2", "onnxruntime"],
 }
 ALL_SERVERS = ("modelserve", "fastapi", "kserve", "mlserver", "pytriton")
+NAME_WIDTH = 20  # a server's name in the table: `modelserve@<ref>` fits
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -208,19 +213,46 @@ def _venv_python(venvs: Path, peer: str) -> Path:
     return venvs / peer / "bin" / "python"
 
 
-def servers(venvs: Path) -> dict[str, Server]:
-    """Every server the benchmark knows; peers point at their own virtualenvs."""
-    me = Path(sys.executable)
+def modelserve_command(python: Path, batching_flag: bool = True) -> Callable[..., list[str]]:
+    """modelserve's command line. batching_flag False: a baseline from before `--batching`
+    existed, when batching was on by default for a dynamic first dimension (as here)."""
 
-    def modelserve(model: Path, name: str, port: int, _: Path) -> list[str]:
+    def command(model: Path, name: str, port: int, _: Path) -> list[str]:
         return [
-            str(me), "-m", "modelserve", "--model", str(model), "--name", name,
+            str(python), "-m", "modelserve", "--model", str(model), "--name", name,
             "--host", "127.0.0.1", "--port", str(port), "--access-log", "false",
             "--intra-op-threads", "1", "--inter-op-threads", "1",
             # Batching turned on explicitly, as it is for the peers (mlserver, pytriton): at
             # c=32 the table compares batching servers, whatever modelserve's default is.
-            "--batching", "true", "--max-batch-size", "32",
+            *(["--batching", "true"] if batching_flag else []), "--max-batch-size", "32",
         ]  # fmt: skip
+
+    return command
+
+
+def baseline_server(ref: str, cache: Path) -> Server:
+    """modelserve as it was at git commit `ref`, extracted once under `cache`."""
+    sha = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    target = cache / sha
+    if not (target / "serving_image" / "modelserve").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", sha, "serving_image"],
+                                 capture_output=True, check=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    config = (target / "serving_image" / "modelserve" / "config.py").read_text()
+    return Server(
+        f"modelserve@{ref}",
+        modelserve_command(Path(sys.executable), batching_flag='"--batching"' in config),
+        Path(sys.executable),
+        env={"PYTHONPATH": str(target / "serving_image")},
+    )
+
+
+def servers(venvs: Path) -> dict[str, Server]:
+    """Every server the benchmark knows; peers point at their own virtualenvs."""
+    me = Path(sys.executable)
+    modelserve = modelserve_command(me)
 
     def fastapi(model: Path, name: str, port: int, _: Path) -> list[str]:
         return [str(me), str(PEERS / "fastapi_server.py"), "--model", str(model),
@@ -386,7 +418,7 @@ def table(results: dict[str, dict[str, dict[int, Point]]], concurrency: list[int
         lines.append(
             f"\nmodel {model} ({'→'.join(str(d) for d in MODELS[model])}), one row per request"
         )
-        header = f"{'server':<12}"
+        header = f"{'server':<{NAME_WIDTH}}"
         for c in concurrency:
             header += (
                 f" | c={c:<3} {'req/s':>8} {'rows/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>7}"
@@ -394,7 +426,7 @@ def table(results: dict[str, dict[str, dict[int, Point]]], concurrency: list[int
         lines.append(header)
         lines.append("-" * len(header))
         for server, points in by_server.items():
-            row = f"{server:<12}"
+            row = f"{server:<{NAME_WIDTH}}"
             for c in concurrency:
                 p = points.get(c)
                 if p is None:
@@ -414,7 +446,8 @@ def ratios(by_server: dict[str, dict[int, Point]], concurrency: list[int]) -> st
     p99 at the highest concurrency, p50 at the lowest, with the ratio in-process ONNX Runtime
     itself reaches at the lowest (on a memory-bound model it can be above the target)."""
     mine = by_server.get("modelserve", {})
-    peers = {k: v for k, v in by_server.items() if k not in {"modelserve", "onnxruntime"}}
+    peers = {k: v for k, v in by_server.items()
+             if not k.startswith("modelserve") and k != "onnxruntime"}  # fmt: skip
     high, low = max(concurrency), min(concurrency)
     at_high = [(v[high], k) for k, v in peers.items() if high in v]
     at_low = [(v[low], k) for k, v in peers.items() if low in v]
@@ -471,6 +504,10 @@ def main() -> int:
     parser.add_argument("--load-cpu", type=int, default=0)
     parser.add_argument("--venvs", type=Path, default=DEFAULT_VENVS)
     parser.add_argument("--setup", action="store_true", help="install the peers' venvs first")
+    parser.add_argument(
+        "--baseline", metavar="REF", action="append", default=[],
+        help="also run modelserve as it was at this git commit (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -481,6 +518,10 @@ def main() -> int:
     if args.setup:
         setup(args.venvs, names)
     known = servers(args.venvs)
+    for ref in args.baseline:
+        baseline = baseline_server(ref, args.venvs.parent / "baselines")
+        known[baseline.name] = baseline
+        names.insert(names.index("modelserve") + 1 if "modelserve" in names else 0, baseline.name)
     print(f"load average at start: {load_average()} (figures are noisy when it is above ~0.3)")
     results: dict[str, dict[str, dict[int, Point]]] = {}
     with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as tmp:
