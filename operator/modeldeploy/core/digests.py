@@ -60,9 +60,9 @@ def reported(metrics: str) -> str | None:
     `modelserve_model_info`), lower-case; None when it reports none. ValueError when the text
     is not the exposition format.
 
-    >>> reported('modelserve_model_info{model="m",sha256="' + "AB" * 32 + '",version="1"} 1.0\n')
+    >>> reported('modelserve_model_info{model="m",sha256="' + "AB" * 32 + '",version="1"} 1.0\\n')
     'abababababababababababababababababababababababababababababababab'
-    >>> reported("modelserve_ready 1.0\n") is None
+    >>> reported("modelserve_ready 1.0\\n") is None
     True
     """
     for (_, labels), _value in parse_exposition(metrics, samples={INFO_SAMPLE}).items():
