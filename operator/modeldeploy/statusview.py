@@ -134,6 +134,8 @@ def _spec(raw: Mapping[str, Any]) -> _Spec:
     model = raw.get("model") or {}
     version, uri = model.get("version"), model.get("uri")
     shown = f"{version} ({uri})" if version and uri else str(version or uri or "")
+    if model.get("sha256"):
+        shown += f", pinned sha256 {str(model['sha256'])[:12]}"
     try:
         spec = ModelDeploymentSpec.model_validate(raw)
     except ValidationError:  # written by a newer API: show what reads as it is

@@ -181,6 +181,15 @@ def test_a_healthy_object_and_one_the_operator_has_not_seen():
     assert lines_with(render(fresh, [], NOW, color=False), "Phase:", "no status yet")
 
 
+def test_the_model_line_shows_a_pin_short():
+    obj = canary_mid_rollout()
+    obj["spec"]["model"]["sha256"] = V2_SHA
+    text = render(obj, [], NOW, color=False)
+    assert lines_with(
+        text, "Model:", "v2 (https://models/iris/v2.onnx)", f"pinned sha256 {V2_SHA[:12]}"
+    )
+
+
 def test_a_status_behind_the_spec_says_so():
     obj = canary_mid_rollout()
     obj["metadata"]["generation"] = 3
