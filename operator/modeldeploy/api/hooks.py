@@ -217,7 +217,13 @@ class Hook(ApiModel):
     job: HookJob | None = None
     """The Job to run."""
     webhook: HookWebhook | None = None
-    """The HTTP endpoint to call."""
+    """An HTTP endpoint to POST to, its answer the verdict: a 2xx passes; a timeout, a
+    connection error, 408, 425, 429 or a 5xx is retried `retries` times (after 1s, 2s, 4s...,
+    within the hook's timeout); any other answer, a redirect included (never followed), fails
+    at once. The JSON body: modelDeployment {namespace, name, uid}, hook {name, phase}, phase,
+    stableRevision and candidateRevision {name, modelVersion}, previewUrl (NAME-canary, the
+    candidate alone) and url (the entry Service). Called off the reconcile loop; a restarted
+    operator may call a running hook again, so make the receiver idempotent."""
     timeout: PositiveDuration = DurationString("5m")
     """Longest the hook may run; past it the hook fails (a Job's activeDeadlineSeconds; a
     webhook's attempts and retries together)."""
