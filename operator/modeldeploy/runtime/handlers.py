@@ -7,6 +7,12 @@ once the operator is gone). Resync is therefore a loop of our own (scheduler.py)
 module only feeds: the objects from their watch events, their children from the indexes.
 Children are watched into in-memory indexes (one watch per kind), so a reconcile reads no
 object from the API server except the Secrets and claims a spec names.
+
+With several replicas every one runs these handlers (kopf standalone, no kopf peering): the
+watches and indexes stay warm on a standby, and the scheduler reconciles only while this
+replica leads (runtime/leader.py). kopf itself writes nothing here: no finalizers (no timers,
+daemons or deletion handlers), no progress or diff-base annotations (no change handlers, and
+_NoDiffBase), no Events (posting off); tests/integration/test_ha.py counts a standby's requests.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from modeldeploy.core.naming import DEPLOYMENT_LABEL, MANAGED_BY
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.kube import Kube
+from modeldeploy.runtime.leader import Alone, Leadership
 from modeldeploy.runtime.providers import MetricsProviders
 from modeldeploy.runtime.reconcile import Reconciled, reconcile
 from modeldeploy.runtime.scheduler import Child, Key, Scheduler
@@ -99,8 +106,15 @@ def _index_id(kind: ChildKind) -> str:
     return f"children_{kind.plural}"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) -> None:
-    """Register every handler on `registry` (explicit, so tests and `run` share one setup)."""
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    kube: Kube,
+    leader: Leadership | None = None,
+) -> None:
+    """Register every handler on `registry` (explicit, so tests and `run` share one setup).
+    `leader`: who may act (default: this process alone)."""
+    leader = leader or Alone()
     providers = MetricsProviders(kube)
     indexes: dict[str, Any] = {}
     """kopf's child indexes, as handed to the handlers (the same objects for the whole run)."""
@@ -110,12 +124,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, kube: Kube) ->
 
     def reconcile_one(body: dict[str, Any], listed: list[Child]) -> Reconciled:
         parsed = [json.loads(child.text) for child in listed]
-        return reconcile(kube, body, parsed, settings, datetime.now(UTC), providers)
+        # Status writes are conditional on the version this decision is read from.
+        version = str(body["metadata"].get("resourceVersion") or "") or None
+        deciding = kube.for_version(version) if version else kube
+        return reconcile(deciding, body, parsed, settings, datetime.now(UTC), providers)
 
     def post_event(body: dict[str, Any], event: Event) -> None:
         kube.post_event(body, event.type, event.reason, event.message)
 
-    scheduler = Scheduler(reconcile_one, post_event, children, settings.resync_seconds)
+    scheduler = Scheduler(reconcile_one, post_event, children, settings.resync_seconds,
+                          leading=leader.leading)  # fmt: skip
+    leader.on_lead(scheduler.wake_all)
     managed: dict[str, Any] = {
         "app.kubernetes.io/managed-by": MANAGED_BY,
         DEPLOYMENT_LABEL: kopf.PRESENT,

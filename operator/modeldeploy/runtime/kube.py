@@ -3,14 +3,22 @@
 Writes use server-side apply under one field manager, so the operator owns exactly the fields
 it sends and converges any drift; every write is counted (operator metrics, and the tests that
 prove a no-op reconcile writes nothing). Errors are wrapped with what was being done.
+
+Every write of a managed object passes `fence` first: a replica that does not hold the leader
+Lease (runtime/leader.py) sends none, whichever code path asks (NotLeadingError is raised instead).
+Status writes carry the resourceVersion of the object the decision was read from
+(`for_version`), so the API server refuses (409, ConflictError) a status decided on a stale read.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -40,6 +48,28 @@ REFERENCE_KINDS: Final = {
 }
 
 
+class NotLeadingError(Exception):
+    """A write stopped before it was sent: this replica does not lead (it never did, or its
+    Lease ran out). Not a failure of the object: the leader writes instead."""
+
+
+class ConflictError(KubeError):
+    """409: the object changed since the version a write was conditional on (or a Lease was
+    created or renewed by another replica first). Read again and decide again."""
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass
+class _Discovery:
+    """The dynamic client, built once and shared by every view of one Kube."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    client: DynamicClient | None = None
+
+
 def load_config(kubeconfig: str | None = None, connections: int = 10) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
 
@@ -62,22 +92,39 @@ class Kube:
     """API access for the reconcile shell; one instance per operator process."""
 
     api: client.ApiClient
-    _dynamic: DynamicClient | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    fence: Callable[[], bool] = field(default=_always, repr=False)
+    """Whether this replica may write now (the leader elector's answer; always, by default:
+    the CLI and single-process tests)."""
+    decided_on: str | None = None
+    """resourceVersion that status writes are conditional on (see for_version)."""
+    _discovery: _Discovery = field(default_factory=_Discovery, init=False, repr=False)
 
     @property
     def dynamic(self) -> DynamicClient:
         # Discovery costs requests and writes a cache file: once, on first use, by one thread.
-        with self._lock:
-            if self._dynamic is None:
-                self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
-        return self._dynamic
+        with self._discovery.lock:
+            if self._discovery.client is None:
+                self._discovery.client = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+            return self._discovery.client
+
+    def for_version(self, resource_version: str) -> Kube:
+        """This Kube for one reconcile of an object read at `resource_version`: its status
+        writes name that version, so the API server refuses them (ConflictError) if the object
+        changed since, instead of a decision made on a stale read overwriting a newer one."""
+        view = dataclasses.replace(self, decided_on=resource_version)
+        view._discovery = self._discovery
+        return view
+
+    def _check_fence(self, doing: str) -> None:
+        if not self.fence():
+            raise NotLeadingError(f"{doing}: not sent, this replica does not hold the leader Lease")
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict[str, Any], *, manager: str = FIELD_MANAGER) -> None:
         kind, meta = obj["kind"], obj["metadata"]
+        self._check_fence(f"applying {kind} {meta['namespace']}/{meta['name']}")
         try:
             reply = self.dynamic.server_side_apply(  # type: ignore[no-untyped-call]
                 self._resource(obj["apiVersion"], kind),
@@ -93,6 +140,7 @@ class Kube:
         operator_metrics.API_WRITES.labels(verb="apply", kind=kind).inc()
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
+        self._check_fence(f"deleting {kind} {namespace}/{name}")
         try:
             self._resource(child_kind(kind).api_version, kind).delete(
                 name=name,
@@ -107,10 +155,17 @@ class Kube:
         operator_metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """A merge patch of the status, conditional on `decided_on` when set (ConflictError when
+        the object changed since that version)."""
+        doing = f"updating status of ModelDeployment {namespace}/{name}"
+        self._check_fence(doing)
         resource = self._resource(f"{GROUP}/{VERSION}", KIND)
+        body: dict[str, Any] = {"status": status}
+        if self.decided_on is not None:
+            body["metadata"] = {"resourceVersion": self.decided_on}
         try:
             reply = resource.status.patch(
-                body={"status": status},
+                body=body,
                 name=name,
                 namespace=namespace,
                 content_type="application/merge-patch+json",
@@ -119,7 +174,9 @@ class Kube:
             )
             _release(reply)
         except ApiException as exc:
-            raise KubeError(f"updating status of ModelDeployment {namespace}/{name}", exc) from exc
+            if exc.status == 409:
+                raise ConflictError(doing, exc) from exc
+            raise KubeError(doing, exc) from exc
         operator_metrics.API_WRITES.labels(verb="patch", kind="ModelDeployment").inc()
 
     def exists(self, kind: str, namespace: str, name: str) -> bool:
@@ -250,6 +307,7 @@ class Kube:
         """A core/v1 Event about `obj` (what `kubectl describe` lists). Best effort: a lost
         event is logged, never a reason to fail a reconcile."""
         meta = obj["metadata"]
+        self._check_fence(f"posting event {reason} on {meta['namespace']}/{meta['name']}")
         now = datetime.now(UTC)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.",
@@ -272,6 +330,59 @@ class Kube:
                         meta["name"], exc.body or exc.reason)  # fmt: skip
             return
         operator_metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+
+    # --- the leader Lease (runtime/leader.py); not fenced: it is how a replica gets to write.
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease as the API server's JSON, or None when there is none."""
+        try:
+            reply = client.CoordinationV1Api(self.api).read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(f"reading Lease {namespace}/{name}", exc) from exc
+        return _json(reply)
+
+    def create_lease(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease; ConflictError when another replica created it first."""
+        body: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": name, "namespace": namespace}, "spec": spec}  # fmt: skip
+        doing = f"creating Lease {namespace}/{name}"
+        try:
+            reply = client.CoordinationV1Api(self.api).create_namespaced_lease(
+                namespace, body, _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            raise (ConflictError if exc.status == 409 else KubeError)(doing, exc) from exc
+        operator_metrics.LEASE_WRITES.labels(verb="create").inc()
+        return _json(reply)
+
+    def replace_lease(
+        self, namespace: str, name: str, spec: dict[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace the Lease's spec if it is still at `resource_version` (else ConflictError):
+        two replicas that both saw it expire cannot both take it."""
+        body: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": name, "namespace": namespace,
+                                  "resourceVersion": resource_version}, "spec": spec}  # fmt: skip
+        doing = f"updating Lease {namespace}/{name}"
+        try:
+            reply = client.CoordinationV1Api(self.api).replace_namespaced_lease(
+                name, namespace, body, _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            raise (ConflictError if exc.status == 409 else KubeError)(doing, exc) from exc
+        operator_metrics.LEASE_WRITES.labels(verb="update").inc()
+        return _json(reply)
+
+
+def _json(reply: Any) -> dict[str, Any]:
+    """An unparsed reply read to its end (connection back to the pool) as JSON."""
+    data: dict[str, Any] = json.loads(reply.data)
+    reply.release_conn()
+    return data
 
 
 def _release(reply: Any) -> None:

@@ -35,6 +35,26 @@ BACKING_OFF: Final = Gauge(
     "modeldeploy_backing_off_objects",
     "ModelDeployments waiting a backoff after failed reconciles.",
 )
+STATUS_CONFLICTS: Final = Counter(
+    "modeldeploy_status_conflicts_total",
+    "Status writes the API server refused because the ModelDeployment changed since the read "
+    "the decision was based on (409); each is decided again at once, never reported Degraded.",
+)
+LEADER: Final = Gauge(
+    "modeldeploy_leader",
+    "1 while this replica holds the leader Lease and may write, else 0 (a standby).",
+)
+LEADER_CHANGES: Final = Counter(
+    "modeldeploy_leader_changes_total",
+    "Times this replica started or stopped leading, by what happened.",
+    ["change"],
+)
+LEASE_WRITES: Final = Counter(
+    "modeldeploy_lease_writes_total",
+    "Writes of the leader Lease (creating, taking over, renewing, releasing it); not counted "
+    "in modeldeploy_api_writes_total, which counts writes of managed objects.",
+    ["verb"],
+)
 MANAGED: Final = Gauge(
     "modeldeploy_managed_objects", "Objects the operator currently manages, by kind.", ["kind"]
 )

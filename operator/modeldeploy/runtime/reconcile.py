@@ -243,12 +243,20 @@ def _sync_status(
 
     A status the API server refuses is replaced by the stored one saying so (Degraded,
     StatusRejected, with the server's answer), which it accepted before: the user always
-    learns why the status stopped moving."""
+    learns why the status stopped moving.
+
+    Except a Conflict (409): the write named the resourceVersion this decision was read at
+    (Kube.for_version) and the object has changed since. Nothing is wrong with the object: the
+    decision is dropped with its Events (the next one decides them again, once) and the
+    object is reconciled again on the next tick, from its newer version."""
     if status == before:
         return
     try:
         _patch_status(kube, owner, stored, status)
     except KubeError as exc:
+        if exc.status == 409:
+            _conflict(owner, out, now, exc)
+            return
         out.failed += 1
         failure = _failed_status(owner, exc)
         instead, reported = degraded(before, before, [failure], now, generation)
@@ -257,11 +265,24 @@ def _sync_status(
             try:
                 _patch_status(kube, owner, stored, instead)
             except KubeError as again:
+                if again.status == 409:
+                    out.failed -= 1  # the refusal was decided on a stale read too
+                    _conflict(owner, out, now, again)
+                    return
                 _failed_status(owner, again)
                 return
         else:
             return
     out.writes += 1
+
+
+def _conflict(owner: Owner, out: Reconciled, now: datetime, exc: KubeError) -> None:
+    """A status decided on a stale read, refused: decide again soon, report nothing."""
+    log.info("ModelDeployment %s/%s changed since it was read (%s): deciding again",
+             owner.namespace, owner.name, exc.answer)  # fmt: skip
+    operator_metrics.STATUS_CONFLICTS.inc()
+    out.events.clear()
+    out.wake_at = now
 
 
 def _failed_status(owner: Owner, exc: KubeError) -> Failure:

@@ -12,6 +12,12 @@ A reconcile that failed (an error, or writes the API server refused) makes that 
 to 5 minutes. A change of the user's intent (the generation, or the action annotation) ends the
 wait at once.
 
+Only the leader reconciles (runtime/leader.py): `leading` is asked before each reconcile and
+on each tick, so a standby tracks every object (warm, for a quick takeover) and writes nothing.
+A reconcile cut short because the Lease ran out mid-way (Kube refuses the write: NotLeadingError) is
+no failure: no backoff, no Event. When this replica starts leading, `wake_all` has the next
+tick reconcile every object, whatever it remembers from an earlier term.
+
 Nothing here knows kopf: the glue (handlers) hands in how to list an object's children, how to
 reconcile it and how to post an Event, so the tests run this on a real event loop alone.
 """
@@ -31,6 +37,7 @@ from modeldeploy.core.events import Event
 from modeldeploy.core.failures import backoff_seconds
 from modeldeploy.runtime import operator_metrics
 from modeldeploy.runtime.errors import KubeError
+from modeldeploy.runtime.kube import NotLeadingError
 from modeldeploy.runtime.reconcile import Reconciled
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,10 @@ class Tracked:
     """The user's intent when it failed: a new one ends the wait."""
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass
 class Scheduler:
     """Runs reconciles, one at a time per object and never more often than needed."""
@@ -96,6 +107,8 @@ class Scheduler:
     tick_seconds: float = TICK_SECONDS
     backoff: Callable[[int], float] = backoff_seconds
     """Seconds to wait after this many failed reconciles in a row (core.failures)."""
+    leading: Callable[[], bool] = _always
+    """Whether this replica may act now (the leader elector's answer)."""
     tracked: dict[Key, Tracked] = field(default_factory=dict)
 
     def track(self, key: Key, body: dict[str, Any]) -> None:
@@ -107,6 +120,14 @@ class Scheduler:
         if self.tracked.pop(key, Tracked({})).failures:
             self._count_backing_off()
 
+    def wake_all(self) -> None:
+        """This replica just started leading: reconcile every object on the next tick. What
+        it remembers (fingerprints, backoffs) is from before another replica acted."""
+        for entry in self.tracked.values():
+            entry.fingerprint, entry.last_run = None, float("-inf")
+            entry.failures, entry.retry_at, entry.wake_at = 0, 0.0, None
+        self._count_backing_off()
+
     async def run(self, key: Key) -> None:
         """Reconcile one object unless nothing changed since its last reconcile, nothing is
         due, or it is waiting a backoff; then post the Events the reconcile decided on.
@@ -117,6 +138,8 @@ class Scheduler:
         if entry is None:
             return
         async with entry.lock:
+            if not self.leading():
+                return  # a standby: the leader reconciles it
             wanted = intent(entry.body)
             if entry.failures and wanted != entry.failed_intent:
                 entry.failures, entry.retry_at = 0, 0.0  # the user changed something: try now
@@ -130,6 +153,10 @@ class Scheduler:
             entry.last_run = time.monotonic()
             try:
                 reconciled = await asyncio.to_thread(self.reconcile, entry.body, children)
+            except NotLeadingError as exc:
+                log.info("reconciling ModelDeployment %s/%s stopped: %s", *key, exc)
+                entry.fingerprint = None
+                return
             except KubeError as exc:
                 log.warning("reconciling ModelDeployment %s/%s: %s", *key, exc)
                 self._failed(entry, wanted)
@@ -138,8 +165,12 @@ class Scheduler:
                 log.exception("reconciling ModelDeployment %s/%s failed", *key)
                 self._failed(entry, wanted)
                 return
-            for event in reconciled.events:
-                await asyncio.to_thread(self.post_event, entry.body, event)
+            try:
+                for event in reconciled.events:
+                    await asyncio.to_thread(self.post_event, entry.body, event)
+            except NotLeadingError:
+                entry.fingerprint = None
+                return
             if reconciled.failed:
                 self._failed(entry, wanted)
                 return
@@ -173,6 +204,8 @@ class Scheduler:
         running: set[asyncio.Task[None]] = set()
         while True:
             await asyncio.sleep(self.tick_seconds)
+            if not self.leading():
+                continue
             now, clock = datetime.now(UTC), time.monotonic()
             due = [
                 key
