@@ -72,8 +72,8 @@ def test_lint_is_clean_in_every_mode():
 def test_default_render_is_a_cluster_wide_operator():
     docs = render()
     assert kinds(docs) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                           "ClusterRoleBinding", "ConfigMap", "Deployment", "Service",
-                           "ServiceAccount"]  # fmt: skip
+                           "ClusterRoleBinding", "ConfigMap", "Deployment", "Role",
+                           "RoleBinding", "Service", "ServiceAccount"]  # fmt: skip
     deploy = one(docs, "Deployment")
     pod = deploy["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -98,11 +98,12 @@ def test_default_render_is_a_cluster_wide_operator():
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}  # never two operators at once
     assert "KopfPeering" not in kinds(docs)
     assert "ClusterKopfPeering" not in kinds(docs)
+    assert "PodDisruptionBudget" not in kinds(docs)  # it would block draining its node
 
 
 def test_namespaced_install_gets_roles_and_watches_only_its_namespaces():
     docs = render("--set", "watchNamespaces={ml,team-b}")
-    roles = [d for d in docs if d["kind"] == "Role"]
+    roles = [d for d in docs if d["kind"] == "Role" and d not in leader_election(docs)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml", "team-b"]
     bindings = [d for d in docs if d["kind"] == "RoleBinding"]
     assert all(b["subjects"][0]["namespace"] == "modeldeploy-system" for b in bindings)
@@ -133,21 +134,46 @@ def test_the_operator_may_watch_and_apply_every_child_kind():
         assert {"list", "watch", "create", "patch"} <= verbs, kind
 
 
-def test_several_replicas_use_kopf_peering():
+def leader_election(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["metadata"]["name"].endswith("-leader-election")]
+
+
+def test_several_replicas_elect_a_leader_through_a_lease():
     docs = render("--set", "operator.replicas=2")
-    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--peering=md-modeldeploy" in args
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "md-modeldeploy"
-    assert "strategy" not in one(docs, "Deployment")["spec"]
-    rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
-    assert {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
-            "verbs": ["list", "watch", "patch"]} in rules  # fmt: skip
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--peering")]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELDEPLOY_LEADER_ELECTION"] == "true"
+    assert env["MODELDEPLOY_LEASE_NAME"] == "md-modeldeploy"
+    assert env["MODELDEPLOY_LEASE_NAMESPACE"] == "modeldeploy-system"
+    timings = [env[f"MODELDEPLOY_LEASE_{t}_SECONDS"]
+               for t in ("DURATION", "RENEW_DEADLINE", "RETRY_PERIOD")]  # fmt: skip
+    assert timings == ["15", "10", "2"]
+    assert "strategy" not in one(docs, "Deployment")["spec"]  # standbys start first
+    assert "KopfPeering" not in kinds(docs)
+    assert "ClusterKopfPeering" not in kinds(docs)
+    # The Lease in the release namespace only: get, create, update.
+    role, binding = sorted(leader_election(docs), key=lambda d: d["kind"])
+    assert role["metadata"]["namespace"] == "modeldeploy-system"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]  # fmt: skip
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]
+    # A namespaced install keeps its Lease in the release namespace too, not a watched one.
     namespaced = render("--set", "operator.replicas=2", "--set", "watchNamespaces={ml}")
-    assert one(namespaced, "KopfPeering")["metadata"]["namespace"] == "ml"
-    # The kopf.dev CRDs ship in crds/, so Helm creates them before the peering object.
-    crds = list(yaml.safe_load_all((CHART / "crds" / "kopf.dev-peerings.yaml").read_text()))
-    assert sorted(c["metadata"]["name"] for c in crds) == [
-        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]  # fmt: skip
+    assert {d["metadata"]["namespace"] for d in leader_election(namespaced)} == {
+        "modeldeploy-system"}  # fmt: skip
+    # Off: no Lease rules, and the operator is told so.
+    off = render("--set", "operator.leaderElection.enabled=false")
+    assert leader_election(off) == []
+    env = {
+        e["name"]: e["value"]
+        for e in one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MODELDEPLOY_LEADER_ELECTION"] == "false"
 
 
 def test_the_chart_crd_is_the_generated_crd_byte_for_byte():

@@ -39,11 +39,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* kopf peering (several replicas, one active) is on when more than one replica runs. */}}
-{{- define "modeldeploy.peering" -}}
-{{- if gt (int .Values.operator.replicas) 1 -}}
-{{- default (include "modeldeploy.fullname" .) .Values.operator.peeringName -}}
-{{- end -}}
+{{/* The leader-election Lease in the release namespace: one replica acts, the others stand by. */}}
+{{- define "modeldeploy.leaseName" -}}
+{{- default (include "modeldeploy.fullname" .) .Values.operator.leaderElection.leaseName -}}
 {{- end -}}
 
 {{/* Render monitoring objects only where the Prometheus Operator's API exists. */}}
