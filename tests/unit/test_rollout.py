@@ -319,3 +319,17 @@ def test_no_sequence_of_events_breaks_the_invariants(strategy, moves):
                 if not handing_over:
                     assert w.revisions.get(bad) is None or w.revisions[bad].replicas == 0
         assert len(s.history) <= 20
+
+
+def test_a_clock_stepping_back_never_keeps_an_undone_revision_up():
+    """Hypothesis found it: with no scale-down delay, `now - promoted_at < 0` held once the
+    clock stepped back a second after an undo, and the revision set aside kept its pods."""
+    w, stable, canary = start("Immediate")
+    w.reconcile()
+    w.reconcile()
+    w.reconcile(action="undo")
+    w.tick(-1)
+    w.reconcile(ready=False)
+    assert w.status.rolled_back_revision.name == canary
+    assert w.replicas(canary) == 0
+    assert w.replicas(stable) == 2

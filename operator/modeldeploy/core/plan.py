@@ -283,7 +283,9 @@ def _replicas(
     """
     counts: dict[str, int | None] = dict.fromkeys(revisions, 0)
     if rollout.previous and rollout.promoted_at and rollout.previous in revisions:
-        still_up = now - rollout.promoted_at < delay
+        # No delay means none: a clock that stepped back past the promotion must not keep
+        # the previous revision up (found by the rollout property test).
+        still_up = delay > timedelta(0) and now - rollout.promoted_at < delay
         previous = revisions[rollout.previous]
         counts[rollout.previous] = previous.replicas if still_up else 0
         if still_up and previous.replicas:
