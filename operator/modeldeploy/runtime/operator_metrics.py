@@ -79,6 +79,14 @@ OUTCOMES: Final = Counter(
     "modeldeploy_rollout_outcomes_total", "Rollouts ended, by outcome (Promoted, RolledBack).",
     [*_MD, "outcome"],
 )  # fmt: skip
+NOTIFICATIONS: Final = Counter(
+    "modeldeploy_notifications_total",
+    "Rollout notifications (spec.rollout.notifications), by result: sent (a 2xx answer), "
+    "failed (any other answer, no answer, a missing Secret) or dropped (the queue was full).",
+    ["result"],
+)
+for _result in ("sent", "failed", "dropped"):
+    NOTIFICATIONS.labels(result=_result)  # every series from 0, so increase() sees the first
 PHASES: Final = ("Healthy", "Progressing", "Paused", "RolledBack", "Failed")
 
 
@@ -98,11 +106,3 @@ def forget(namespace: str, name: str) -> None:
     ]:
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name, *labels)
-NOTIFICATIONS: Final = Counter(
-    "modeldeploy_notifications_total",
-    "Rollout notifications (spec.rollout.notifications), by result: sent (a 2xx answer), "
-    "failed (any other answer, no answer, a missing Secret) or dropped (the queue was full).",
-    ["result"],
-)
-for _result in ("sent", "failed", "dropped"):
-    NOTIFICATIONS.labels(result=_result)  # every series from 0, so increase() sees the first
