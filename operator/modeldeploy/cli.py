@@ -307,7 +307,8 @@ def build_parser(prog: str = "modeldeploy") -> argparse.ArgumentParser:
     run.add_argument(
         "--peering",
         metavar="NAME",
-        help="coordinate with other replicas through this kopf peering object",
+        help="no longer supported: replicas elect a leader through a Lease "
+        "(MODELDEPLOY_LEADER_ELECTION, MODELDEPLOY_LEASE_NAME); given, it stops with that message",
     )
     run.add_argument("-v", "--verbose", action="store_true")
     return parser

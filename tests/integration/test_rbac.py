@@ -19,8 +19,8 @@ and the scenario must not complete within max(20 s, 3 x the control's time). `na
 list, watch` (namespaced installs) only delays the start by about a minute, which 28 operators
 starting at once would hide: a test of its own proves it.
 Not proven here: pods list and pods/proxy get (the pods analysis provider scrapes ready pods
-only, and no pod runs without a node; tests/e2e covers them), and the kopf peering rules
-(operator.replicas > 1).
+only, and no pod runs without a node; tests/e2e covers them). The leader-election Lease rules
+(get, create, update) are proven like the others: cutting any one stops the scenario.
 """
 
 from __future__ import annotations
