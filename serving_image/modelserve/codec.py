@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -125,15 +126,23 @@ def _json_tensor(spec: TensorSpec, data: Any, where: str) -> np.ndarray[Any, Any
         ) from None
 
 
+# _all_finite's fast path overflows by design on large finite values, then checks exactly.
+warnings.filterwarnings(
+    "ignore", "overflow encountered in dot", RuntimeWarning, module=r"modelserve\.codec"
+)
+
+
 def _all_finite(array: np.ndarray[Any, Any]) -> bool:
-    """No NaN or infinity in a float array. For float16/32, their sum in float64 is finite
-    exactly then (it cannot overflow float64, and NaN or Inf carries through any sum): one
-    reduction, where `np.isfinite(a).all()` makes a temporary and reduces it, and this runs
-    for every JSON float tensor. A float64 sum can overflow, so float64 is checked value by
-    value."""
-    if array.dtype.itemsize < 8:
-        return math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64))
-    return bool(np.isfinite(array).all())
+    """No NaN or infinity in a float array. It runs for every JSON float tensor, so for float32
+    and float64 the common case is one BLAS dot product: NaN and ±Inf carry into the sum of
+    squares, so a finite one proves every value finite (three times cheaper than
+    `np.isfinite(a).all()`, which builds a temporary). A sum that overflows on large finite
+    values (beyond about 1e18 in float32) falls back to the exact check, so no valid tensor is
+    refused. float16 overflows its squares from 256 up: always the exact check."""
+    flat = array.reshape(-1)
+    if flat.dtype.itemsize >= 4 and math.isfinite(flat.dot(flat)):
+        return True
+    return bool(np.isfinite(flat).all())
 
 
 def _wrong_values(spec: TensorSpec, found: set[type], where: str) -> BadRequestError:

@@ -195,6 +195,14 @@ def test_bad_request_is_refused_with_a_reason(
     assert message in response.json()["error"]
 
 
+def test_values_near_the_datatype_limit_are_accepted(mlp_server: servekit.Server) -> None:
+    """The overflow check's fast path (a sum of squares) overflows on large finite values and
+    must fall back to the exact check: 3e38 fits FP32, and a valid value is never refused."""
+    with mlp_server.client() as client:
+        response = client.post(INFER, content=infer(tensor(data=[3e38, -3e38, 1e30, 4])))
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize(
     ("bad", "status", "message"), [pytest.param(*c[1:], id=c[0]) for c in MULTI_CASES]
 )
