@@ -174,7 +174,28 @@ ONE_URL_RULE = CelRule(
 )
 
 
-class HookWebhook(ApiModel):
+class UrlTarget(ApiModel):
+    """Base of every model the operator POSTs to (a webhook hook, a notifier): exactly one of
+    url or urlFrom, refused by the same rule in CEL and offline.
+
+    The fields' docstrings are a webhook hook's; a subclass that explains them otherwise
+    declares them again with its own docstrings (pydantic keeps their place and type checks)."""
+
+    url: HttpUrl | None = None
+    """Where to POST, such as http://checker.ml.svc:8080/verify."""
+    url_from: ValueFromSecret | None = None
+    """The URL from a Secret (when it embeds a token); it must be http(s) too."""
+
+    cel_rules = (ONE_URL_RULE,)
+
+    @model_validator(mode="after")
+    def _check_one_url(self) -> Self:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError(ONE_URL_RULE.message)
+        return self
+
+
+class HookWebhook(UrlTarget):
     """An HTTP POST whose answer is the verdict: any 2xx passes; any other status, a redirect,
     a timeout or a connection error fails, with the reason in the message.
 
@@ -189,24 +210,12 @@ class HookWebhook(ApiModel):
     the receiver's answer, final at once. The call runs off the reconcile loop: the rollout
     waits for its verdict, nothing else does."""
 
-    url: HttpUrl | None = None
-    """Where to POST, such as http://checker.ml.svc:8080/verify."""
-    url_from: ValueFromSecret | None = None
-    """The URL from a Secret (when it embeds a token); it must be http(s) too."""
     timeout: AttemptTimeout = DurationString("10s")
     """Longest one attempt may take (at most 60s)."""
     retries: Annotated[int, Field(ge=0, le=5)] = 2
     """Further attempts after a transient failure."""
     headers: WebhookHeaders | None = None
     """Headers sent with each attempt (Content-Type is application/json)."""
-
-    cel_rules = (ONE_URL_RULE,)
-
-    @model_validator(mode="after")
-    def _check_one(self) -> Self:
-        if (self.url is None) == (self.url_from is None):
-            raise ValueError(ONE_URL_RULE.message)
-        return self
 
 
 class Hook(ApiModel):

@@ -13,15 +13,15 @@ and the URL's Secret lives in that team's namespace.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from modeldeploy.api.base import ApiModel
 from modeldeploy.api.hooks import (
     HOOK_NAME_PATTERN,
-    ONE_URL_RULE,
     HttpUrl,
+    UrlTarget,
     ValueFromSecret,
     WebhookHeaders,
 )
@@ -44,7 +44,15 @@ class NotifyFormat(StrEnum):
     SLACK = "Slack"
 
 
-class Notifier(ApiModel):
+class _Named(ApiModel):
+    """A notifier's name, in a base of its own only so that the schema (the CRD, docs/api.md)
+    lists it before the URL fields, which pydantic puts first as UrlTarget's."""
+
+    name: Annotated[str, Field(min_length=1, max_length=20, pattern=HOOK_NAME_PATTERN)]
+    """Name shown in the operator's log (lowercase letters, digits and dashes)."""
+
+
+class Notifier(UrlTarget, _Named):
     """One receiver of notifications: an HTTP endpoint that gets a POST per event.
 
     format JSON: {"event", "type" (Normal or Warning), "message", "time", "modelDeployment":
@@ -52,8 +60,6 @@ class Notifier(ApiModel):
     (each {name, modelVersion} or null), "canaryWeight"}. format Slack: {"text": "..."}, what
     a Slack (or Mattermost, Rocket.Chat) incoming webhook takes."""
 
-    name: Annotated[str, Field(min_length=1, max_length=20, pattern=HOOK_NAME_PATTERN)]
-    """Name shown in the operator's log (lowercase letters, digits and dashes)."""
     url: HttpUrl | None = None
     """Where to POST (not for URLs that carry a token, as Slack's do: use urlFrom)."""
     url_from: ValueFromSecret | None = None
@@ -64,14 +70,6 @@ class Notifier(ApiModel):
     """Which events to send; all five when unset."""
     headers: WebhookHeaders | None = None
     """Headers sent with each POST (Content-Type is application/json)."""
-
-    cel_rules = (ONE_URL_RULE,)
-
-    @model_validator(mode="after")
-    def _check_one(self) -> Self:
-        if (self.url is None) == (self.url_from is None):
-            raise ValueError(ONE_URL_RULE.message)
-        return self
 
 
 NotifierList = Annotated[list[Notifier], Field(max_length=4)]
