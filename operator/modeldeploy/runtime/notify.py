@@ -19,6 +19,7 @@ from typing import Final
 
 from modeldeploy.core.notifications import Notice
 from modeldeploy.runtime import operator_metrics
+from modeldeploy.runtime.singleton import process_singleton
 from modeldeploy.runtime.webhooks import SecretValue, WebhookConfigError, post_json, resolve
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,7 @@ class Notifier:
             log.warning("notification %s failed (%s): %s", notice.event, where, answer.reason)
 
 
-_SHARED: Notifier | None = None
-_SHARED_LOCK = threading.Lock()
-
-
+@process_singleton
 def shared_notifier() -> Notifier:
     """The operator process's notifier (one queue and one sender per process)."""
-    global _SHARED
-    with _SHARED_LOCK:
-        if _SHARED is None:
-            _SHARED = Notifier()
-        return _SHARED
+    return Notifier()

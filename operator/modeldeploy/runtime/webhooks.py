@@ -33,6 +33,7 @@ from typing import Any, Final
 from modeldeploy.api.hooks import HTTP_URL_HINT, HTTP_URL_PATTERN, ValueFromSecret, WebhookHeader
 from modeldeploy.core.hooks import HookKey, WebhookCall, WebhookResult
 from modeldeploy.runtime.errors import KubeError
+from modeldeploy.runtime.singleton import process_singleton
 
 log = logging.getLogger(__name__)
 SecretValue = Callable[[str, str, str], str]
@@ -246,14 +247,7 @@ class WebhookRunner:
                 self._results[key] = (result, time.monotonic())
 
 
-_SHARED: WebhookRunner | None = None
-_SHARED_LOCK = threading.Lock()
-
-
+@process_singleton
 def shared_runner() -> WebhookRunner:
     """The operator process's runner (one per process: results outlive a reconcile)."""
-    global _SHARED
-    with _SHARED_LOCK:
-        if _SHARED is None:
-            _SHARED = WebhookRunner()
-        return _SHARED
+    return WebhookRunner()
