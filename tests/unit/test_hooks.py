@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from hookkit import reasons, rolling
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.core.hooks import build_job, job_name, job_verdict
 from modeldeploy.core.naming import DEPLOYMENT_LABEL
-from modeldeploy.core.plan import target_revision
-from modeldeploy.core.settings import Settings
-from rolloutkit import GATEWAY, OWNER, RATIO, Cluster, spec_for
+from rolloutkit import GATEWAY, Cluster
 
 SMOKE = {"name": "smoke", "timeout": "2m",
          "job": {"template": {"metadata": {"labels": {"app": "smoke"}}, "spec": {
@@ -24,30 +23,12 @@ FAILED = {"conditions": [{"type": "Failed", "status": "True", "reason": "Backoff
                           "message": "Job has reached the specified backoff limit"}]}  # fmt: skip
 
 
-def with_hooks(spec: ModelDeploymentSpec, **hooks: Any) -> ModelDeploymentSpec:
-    wire = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    wire["rollout"]["hooks"] = hooks
-    return ModelDeploymentSpec.model_validate(wire)
-
-
-def rolling(strategy: str, routing: dict[str, Any] = RATIO, **hooks: Any) -> tuple[Cluster, str]:
-    cluster = Cluster(with_hooks(spec_for("v1", strategy, routing, 2, [20, 50]), **hooks))
-    cluster.reconcile()
-    cluster.reconcile()
-    cluster.spec = with_hooks(spec_for("v2", strategy, routing, 2, [20, 50]), **hooks)
-    return cluster, target_revision(OWNER, cluster.spec, Settings())
-
-
 def jobs(cluster: Cluster) -> dict[str, dict[str, Any]]:
     return {name: obj for (kind, name), obj in cluster.children.items() if kind == "Job"}
 
 
 def finish(cluster: Cluster, name: str, status: dict[str, Any]) -> None:
     cluster.children[("Job", name)] = {**cluster.children[("Job", name)], "status": status}
-
-
-def reasons(cluster: Cluster) -> list[str]:
-    return [e.reason for e in cluster.last.events] if cluster.last else []
 
 
 def test_a_passing_pre_promotion_job_verifies_a_blue_green_candidate_without_traffic() -> None:

@@ -8,34 +8,13 @@ against a real API server tests/integration/test_webhooks.py.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from modeldeploy.api.spec import ModelDeploymentSpec
+from hookkit import reasons, rolling
 from modeldeploy.core.hooks import WEBHOOK_GRACE, WebhookResult
-from modeldeploy.core.plan import target_revision
-from modeldeploy.core.settings import Settings
-from rolloutkit import GATEWAY, OWNER, RATIO, Cluster, spec_for
+from rolloutkit import GATEWAY
 
 CHECKER = {"name": "checker", "timeout": "1m",
            "webhook": {"url": "http://checker.ml.svc:8080/verify", "retries": 1}}  # fmt: skip
-
-
-def with_hooks(spec: ModelDeploymentSpec, **hooks: Any) -> ModelDeploymentSpec:
-    wire = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-    wire["rollout"]["hooks"] = hooks
-    return ModelDeploymentSpec.model_validate(wire)
-
-
-def rolling(strategy: str, routing: dict[str, Any] = RATIO, **hooks: Any) -> tuple[Cluster, str]:
-    cluster = Cluster(with_hooks(spec_for("v1", strategy, routing, 2, [20, 50]), **hooks))
-    cluster.reconcile()
-    cluster.reconcile()
-    cluster.spec = with_hooks(spec_for("v2", strategy, routing, 2, [20, 50]), **hooks)
-    return cluster, target_revision(OWNER, cluster.spec, Settings())
-
-
-def reasons(cluster: Cluster) -> list[str]:
-    return [e.reason for e in cluster.last.events] if cluster.last else []
 
 
 def test_a_pre_rollout_webhook_is_owed_with_the_rollout_in_its_body() -> None:
