@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from modeldeploy.runtime.leader import LeaderConfig
+from modeldeploy.runtime.leader import DEFAULT_LEASE_NAME, LeaderConfig
 from modeldeploy.runtime.lease import (
+    DEFAULT_DURATION,
+    DEFAULT_RENEW_DEADLINE,
+    DEFAULT_RETRY_PERIOD,
     LeaseConfigError,
     Move,
     Observed,
@@ -22,13 +25,15 @@ from modeldeploy.runtime.lease import (
     released,
 )
 
-T = Timings(duration=15, renew_deadline=10, retry_period=2)
+T = Timings(DEFAULT_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD)
+"""The worked examples' timings: the operator's defaults (their results, such as a takeover at
+t=26, are worked out by hand from them)."""
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def held_by(holder: str | None, version: str, transitions: int = 0) -> Record:
-    return Record(holder, 15, "2026-03-01T11:00:00.000000Z", "2026-03-01T11:59:59.000000Z",
-                  transitions, version)  # fmt: skip
+    return Record(holder, int(T.duration), "2026-03-01T11:00:00.000000Z",
+                  "2026-03-01T11:59:59.000000Z", transitions, version)  # fmt: skip
 
 
 def test_no_lease_is_created_and_a_free_one_is_taken_at_once():
@@ -41,7 +46,7 @@ def test_a_standby_waits_while_the_holder_renews_and_takes_over_once_it_stops():
     seen: Observed | None = None
     moves = []
     # The holder renews every 2 s until t=10 (each renewal a new resourceVersion), then dies.
-    for t in range(0, 40, 2):
+    for t in range(0, 40, int(T.retry_period)):
         version = str(min(t, 10))
         seen = observe(seen, held_by("a", version), now=float(t))
         moves.append((t, next_move("b", seen, float(t), T)))
@@ -71,7 +76,7 @@ def test_a_leader_stops_before_any_standby_may_take_over():
 
 def test_a_takeover_starts_a_new_term_and_a_renewal_keeps_it():
     took = claim(held_by("a", "7", transitions=2), "b", NOW, T)
-    assert took == {"holderIdentity": "b", "leaseDurationSeconds": 15,
+    assert took == {"holderIdentity": "b", "leaseDurationSeconds": int(T.duration),
                     "acquireTime": "2026-03-01T12:00:00.000000Z",
                     "renewTime": "2026-03-01T12:00:00.000000Z", "leaseTransitions": 3}  # fmt: skip
     renewed = claim(held_by("b", "8", transitions=3), "b", NOW, T)
@@ -91,8 +96,11 @@ def test_a_released_lease_names_no_holder_and_is_taken_at_once():
 def test_config_defaults_are_controller_runtimes():
     config = LeaderConfig.from_env({}, namespace=lambda: "ops")
     assert config.enabled
-    assert (config.name, config.namespace) == ("modeldeploy-operator", "ops")
-    assert config.timings == Timings(15, 10, 2)
+    assert (config.name, config.namespace) == (DEFAULT_LEASE_NAME, "ops")
+    assert config.timings == T
+    # controller-runtime's LeaseDuration, RenewDeadline and RetryPeriod: the one place this
+    # file states the numbers themselves.
+    assert (DEFAULT_DURATION, DEFAULT_RENEW_DEADLINE, DEFAULT_RETRY_PERIOD) == (15, 10, 2)
     assert config.identity.endswith(f"_{__import__('os').getpid()}")
 
 
@@ -116,12 +124,12 @@ def test_config_from_the_environment():
          "MODELDEPLOY_LEASE_DURATION_SECONDS must be a number of seconds; got 'soon'"),
         ({"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "0"},
          "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS must be a positive number of seconds; got 0"),
-        ({"MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": "15"},
-         "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS (15) must be less than "
-         "MODELDEPLOY_LEASE_DURATION_SECONDS (15)"),
-        ({"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": "6"},
-         "MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS (6) must be at most half of "
-         "MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS (10)"),
+        ({"MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS": f"{DEFAULT_DURATION:g}"},
+         f"MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS ({DEFAULT_DURATION:g}) must be less than "
+         f"MODELDEPLOY_LEASE_DURATION_SECONDS ({DEFAULT_DURATION:g})"),
+        ({"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS": f"{DEFAULT_RENEW_DEADLINE / 2 + 1:g}"},
+         f"MODELDEPLOY_LEASE_RETRY_PERIOD_SECONDS ({DEFAULT_RENEW_DEADLINE / 2 + 1:g}) must be "
+         f"at most half of MODELDEPLOY_LEASE_RENEW_DEADLINE_SECONDS ({DEFAULT_RENEW_DEADLINE:g})"),
         ({"MODELDEPLOY_LEADER_ELECTION": "on"},
          "MODELDEPLOY_LEADER_ELECTION must be true or false; got 'on'"),
     ],
