@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,17 +36,8 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from prometheus_client import REGISTRY
 
-from integration.test_operator import (
-    Operator,
-    _free_port,
-    _healthy,
-    apply,
-    children,
-    example,
-    get,
-    revisions,
-    wait_for,
-)
+from integration.operator_run import Operator, start_operator, wait_for
+from integration.test_operator import apply, children, example, get, revisions
 from modeldeploy.core.settings import Settings
 from modeldeploy.runtime.kube import ConflictError, Kube
 from modeldeploy.runtime.reconcile import reconcile
@@ -196,32 +184,16 @@ class Replica:
 def start_replica(crd, namespace: str, workdir: Path) -> Replica:
     workdir.mkdir()
     relay = WireRelay(Path(crd.kubeconfig))
-    log = workdir / "operator.log"
-    metrics_port, liveness_port = _free_port(), _free_port()
-    env = {**os.environ, "KUBECONFIG": str(relay.kubeconfig(workdir / "kubeconfig")),
-           "MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS), "TMPDIR": tempfile.gettempdir(),
+    env = {"MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS), "TMPDIR": tempfile.gettempdir(),
            "MODELDEPLOY_LEASE_NAMESPACE": namespace, "MODELDEPLOY_LEASE_NAME": "modeldeploy",
            **LEASE}  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy.cli", "run", f"--namespace={namespace}",
-             f"--metrics-port={metrics_port}", f"--liveness-port={liveness_port}"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    replica = Replica(Operator(proc, metrics_port, log), relay)
-    wait_for(lambda: _healthy(liveness_port), "the operator's liveness endpoint", replica.operator)
-    return replica
+    operator = start_operator(relay.kubeconfig(workdir / "kubeconfig"), workdir,
+                              f"--namespace={namespace}", env=env)  # fmt: skip
+    return Replica(operator, relay)
 
 
 def stop(replica: Replica) -> None:
-    proc = replica.operator.proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    replica.operator.stop()
     replica.relay.shutdown()
 
 

@@ -7,19 +7,16 @@ Pods never run in tier 1 (no node), so readiness is tested through the pure stat
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from integration.operator_run import Operator, start_operator, wait_for
 from speccases import EXAMPLES
 
 RESYNC_SECONDS = 2
@@ -27,85 +24,13 @@ OWNER_LABEL = "modeldeploy.io/deployment"
 CHILD_KINDS = "deployments,services,poddisruptionbudgets,horizontalpodautoscalers"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    def __init__(self, proc: subprocess.Popen[str], metrics_port: int, log: Path) -> None:
-        self.proc, self.metrics_port, self.log = proc, metrics_port, log
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        return str(urllib.request.urlopen(url, timeout=5).read().decode())
-
-    def writes(self) -> dict[str, float]:
-        """modeldeploy_api_writes_total by its {verb, kind} labels, from /metrics (a dict, so a
-        failing comparison says which kind of write happened)."""
-        return {line.rsplit(" ", 1)[0].removeprefix("modeldeploy_api_writes_total"):
-                float(line.rsplit(" ", 1)[1]) for line in self.metrics().splitlines()
-                if line.startswith("modeldeploy_api_writes_total{")}  # fmt: skip
-
-    def quiet_writes(self, window: float, timeout: float = 90) -> dict[str, float]:
-        """The write counters once they have stood still for `window` seconds. The operator is
-        shared by this module's tests and earlier tests' namespaces are deleted without waiting,
-        so their teardown (the operator seeing a ModelDeployment go) can still be writing when a
-        later test starts counting; an operator that writes on every resync never goes quiet and
-        fails here."""
-        deadline = time.monotonic() + timeout
-        last = self.writes()
-        while time.monotonic() < deadline:
-            time.sleep(window)
-            now = self.writes()
-            if now == last:
-                return now
-            last = now
-        tail = self.log.read_text()[-3000:]
-        pytest.fail(f"the operator kept writing for {timeout}s: {last}\n{tail}")
-
-
 @pytest.fixture(scope="module")
 def operator(crd, tmp_path_factory) -> Iterator[Operator]:
     """`modeldeploy run` as its own process, as it runs in its pod (but with a 2 s resync)."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    metrics_port, liveness_port = _free_port(), _free_port()
-    env = {**os.environ, "KUBECONFIG": str(crd.kubeconfig),
-           "MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS)}  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy.cli", "run", "--all-namespaces",
-             f"--metrics-port={metrics_port}", f"--liveness-port={liveness_port}"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-    op = Operator(proc, metrics_port, log)
-    wait_for(lambda: _healthy(liveness_port), "the operator's liveness endpoint", op)
+    op = start_operator(crd.kubeconfig, tmp_path_factory.mktemp("operator"), "--all-namespaces",
+                        env={"MODELDEPLOY_RESYNC_SECONDS": str(RESYNC_SECONDS)})  # fmt: skip
     yield op
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
-    except OSError:
-        return False
-
-
-def wait_for(check: Callable[[], Any], what: str, op: Operator | None = None, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    tail = op.log.read_text()[-3000:] if op else ""
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{tail}")
+    op.stop()
 
 
 def get(crd, namespace: str, what: str, *names: str) -> Any:

@@ -14,63 +14,19 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from integration import test_operator
+from integration.operator_run import wait_for
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "canary.yaml"
 VENV_BIN = Path(sys.executable).parent
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def operator(crd, tmp_path_factory) -> Iterator[Path]:
-    """`modeldeploy run` as its own process; yields its log."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    liveness = _free_port()
-    env = {**os.environ, "KUBECONFIG": str(crd.kubeconfig), "MODELDEPLOY_RESYNC_SECONDS": "2"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy.cli", "run", "--all-namespaces",
-             "--metrics-port=0", f"--liveness-port={liveness}"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-
-    def healthy() -> bool:
-        try:
-            url = f"http://127.0.0.1:{liveness}/healthz"
-            return urllib.request.urlopen(url, timeout=2).status == 200
-        except OSError:
-            return False
-
-    wait_for(healthy, "the operator's liveness endpoint")
-    yield log
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+operator_process = test_operator.operator
+"""test_operator's fixture: this module's own `modeldeploy run` process, with a 2 s resync."""
 
 
 def status_of(crd, namespace: str) -> dict[str, Any]:
@@ -79,7 +35,7 @@ def status_of(crd, namespace: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def iris(crd, operator, namespace) -> str:  # noqa: ARG001 (the operator writes the status)
+def iris(crd, operator_process, namespace) -> str:  # noqa: ARG001 (it writes the status)
     """The example canary applied, once the operator has written its status: its revision."""
     crd.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     return str(wait_for(lambda: (status_of(crd, namespace).get("stableRevision") or {})
