@@ -104,7 +104,7 @@ def prepare(
 
     Raises ModelLoadError only for bad samples; a model that no synthetic input runs is served.
     """
-    decoded = _decode(model, samples, reject_nonfinite) if samples is not None else []
+    decoded = decode_samples(model, samples, reject_nonfinite) if samples is not None else []
     ran: Feeds | None = None  # the synthetic input that ran, if any
     if not warmup:
         model.warmup = Finding("off", "turned off by --warmup false")
@@ -116,7 +116,7 @@ def prepare(
                                      "answered")  # fmt: skip
         log.info("model %r: warm-up: %s", model.name, model.warmup.reason)
     else:
-        ran, model.warmup = _synthetic(model)
+        ran, model.warmup = synthetic(model)
         if ran is None:
             log.warning("model %r: warm-up skipped: %s", model.name, model.warmup.reason)
         else:
@@ -129,7 +129,7 @@ def prepare(
         source = "the warm-up samples"
     else:
         if ran is None and not warmup:
-            ran, _ = _synthetic(model)
+            ran, _ = synthetic(model)
         requests = _variants(model, ran, randomize_all=True) if ran is not None else []
         source = "synthetic inputs"
     if ran is None and not decoded and model.batchable:
@@ -144,8 +144,11 @@ def prepare(
         log.warning("model %r: batching stays off: %s", model.name, model.batching.reason)
 
 
-def _decode(model: Model, samples: Samples, reject_nonfinite: bool) -> list[InferRequest]:
-    """Each sample through the decoder a client's request goes through."""
+def decode_samples(
+    model: Model, samples: Samples, reject_nonfinite: bool = False
+) -> list[InferRequest]:
+    """Each sample through the decoder a client's request goes through (also what
+    `modeldeploy check-model` runs, so a sample means the same to the gate as to the server)."""
     decoded = []
     for number, body in enumerate(samples.bodies, 1):
         try:
@@ -175,8 +178,9 @@ def _answer_samples(model: Model, samples: Samples, decoded: list[InferRequest])
                                  f"cannot be encoded: {exc.message}") from None  # fmt: skip
 
 
-def _synthetic(model: Model) -> tuple[Feeds | None, Finding]:
-    """Zeros at each candidate size until one runs: (the input that ran, the finding)."""
+def synthetic(model: Model) -> tuple[Feeds | None, Finding]:
+    """Zeros at each candidate size until one runs: (the input that ran, the finding).
+    Public for `modeldeploy check-model`, which warms a model up as the server would."""
     started = time.monotonic()
     tried: set[tuple[tuple[int, ...], ...]] = set()
     first_error = ""
