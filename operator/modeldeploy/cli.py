@@ -26,6 +26,8 @@ from modeldeploy.api import API_VERSION, KIND, ModelDeployment
 from modeldeploy.api.apidocs import render_docs
 from modeldeploy.api.base import rule_field_path
 from modeldeploy.api.crd import render_crd
+from modeldeploy.checkmodel import add_parser as add_check_model
+from modeldeploy.checkmodel import main as check_model
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -275,6 +277,7 @@ def build_parser(prog: str = "modeldeploy") -> argparse.ArgumentParser:
                 help="wait this long for the operator to act, and say if it refused "
                 "(exit 1); default: do not wait",
             )
+    add_check_model(sub)
     run = sub.add_parser("run", help="run the operator (watches ModelDeployments)")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument(
@@ -327,6 +330,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "modeldeploy") -> int:
     if args.command in CONTROL_VERBS:
         wait = getattr(args, "wait", 0.0)
         return _control(args.command, args.name, args.namespace, args.kubeconfig, wait)
+    if args.command == "check-model":
+        return check_model(args)
     if args.command == "run":
         # Imported here: the operator's dependencies (kopf, kubernetes) are an optional extra.
         from modeldeploy.runtime.main import run_operator
