@@ -79,18 +79,19 @@ def pod_metadata(kube: Kube, namespace: str, pod: str, model: str, port: int) ->
         )
     except ApiException as exc:
         if exc.status == 401:
-            raise KubeError(doing, "the model server asks for credentials (inference auth is "
-                            "on), which the API server's pod proxy does not pass on: compare "
-                            "with the model file instead (--against-file)") from exc  # fmt: skip
+            why = ("the model server asks for credentials (inference auth is on), which the "
+                   "API server's pod proxy does not pass on: compare with the model file "
+                   "instead (--against-file)")  # fmt: skip
+            raise KubeError(f"{doing}: {why}", "") from exc
         raise KubeError(doing, exc) from exc
     try:
         data = json.loads(reply.data)
     except ValueError as exc:
-        raise KubeError(doing, f"the answer is not JSON: {exc}") from exc
+        raise KubeError(f"{doing}: the answer is not JSON: {exc}", "") from exc
     finally:
         reply.release_conn()
     if not isinstance(data, dict):
-        raise KubeError(doing, "the answer is not a JSON object")
+        raise KubeError(f"{doing}: the answer is not a JSON object", "")
     return data
 
 
@@ -101,8 +102,8 @@ def served_metadata(
     Ready, or none answered (the error of the first pod tried)."""
     pods = ready_pods(kube, namespace, owner, revision)
     if not pods:
-        raise KubeError(f"reading the model metadata of revision {namespace}/{revision}",
-                        "no Ready pod serves it")  # fmt: skip
+        raise KubeError(f"reading the model metadata of revision {namespace}/{revision}: no "
+                        "Ready pod serves it", "")  # fmt: skip
     answers: list[ServedMetadata] = []
     first: KubeError | None = None
     for pod in pods:
