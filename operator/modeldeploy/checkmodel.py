@@ -235,7 +235,7 @@ def _run(args: argparse.Namespace) -> Report:
                                f"{report.model['onnxruntime']})"))  # fmt: skip
     _signature(report, model, args)
     feeds = _samples(report, model, samples)
-    _latency(report, model, feeds, args.runs, budget)
+    _latency(report, model, feeds, args.runs, budget, args.latency_budget)
     return report
 
 
@@ -397,7 +397,8 @@ def _samples(report: Report, model: Model, files: list[Any]) -> list[Feeds]:
                 report.samples.append(sample)
                 if answered:
                     ran.append(request.feeds)
-        source = f"{sum(len(s.bodies) for s in files)} sample(s)"
+        count = sum(len(s.bodies) for s in files)
+        source = f"{count} sample{'s' * (count != 1)}"
     else:
         feeds, finding = synthetic(model)
         if feeds is None:
@@ -464,7 +465,12 @@ def _fits(shape: list[int], declared: tuple[int, ...]) -> bool:
 
 
 def _latency(
-    report: Report, model: Model, feeds: list[Feeds], runs: int, budget: float | None
+    report: Report,
+    model: Model,
+    feeds: list[Feeds],
+    runs: int,
+    budget: float | None,
+    budget_text: str | None,
 ) -> None:
     if not feeds:
         result: Result = "fail" if budget is not None else "skip"
@@ -490,7 +496,7 @@ def _latency(
     if budget is None:
         detail += " (no --latency-budget: not judged)"
     else:
-        detail += f": {'over' if over else 'within'} the budget of {_ms(budget)}"
+        detail += f": {'over' if over else 'within'} the budget of {budget_text}"
     report.checks.append(Check("latency", "fail" if over else "pass", detail))
 
 

@@ -272,3 +272,52 @@ def test_the_cli_loads_no_serving_dependency_until_check_model_runs() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    from modeldeploy import checkmodel
+
+    assert doctest.testmod(checkmodel).failed == 0
+
+
+def _fields(value: Any, prefix: str = "") -> set[str]:
+    """Every field path in a JSON document, as docs/check-model.md writes them."""
+    found = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else key
+            found |= {path} | _fields(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _fields(item, f"{prefix}[]")
+    return found
+
+
+def test_every_json_field_is_documented(models: Path, tmp_path: Path) -> None:
+    """docs/check-model.md is the schema scripts rely on: a field it does not name fails here."""
+    req = sample(tmp_path / "req.json", [[1, 2, 3, 4]])
+    _, report, _ = check(models / "renamed.onnx", "--against-file", models / "v1.onnx",
+                         "--sample", req, "--latency-budget", "10s")  # fmt: skip
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "check-model.md").read_text()
+    rows = docs[docs.index("| field | type | meaning |") :].splitlines()[2:]
+    named: set[str] = set()
+    for row in rows:
+        if not row.startswith("| `"):
+            break
+        last = ""
+        for cell in row.split("|")[1].replace("`", "").split(","):
+            path = cell.strip()
+            if path.startswith("."):  # `signature[].before`, `.after`
+                path = last.rsplit(".", 1)[0] + path
+            named.add(path)
+            last = path
+    # A list of tensors or outputs is documented as a whole, by the list's row.
+    wholes = ("model.inputs[]", "model.outputs[]", "samples[].outputs[]", "checks[]")
+    # A list is named with [] after it; an object is documented by its fields.
+    named |= {path.removesuffix("[]") for path in named}
+    named |= {path.rsplit(".", 1)[0] for path in named if "." in path}
+    missing = {f for f in _fields(report) if f not in named and not f.startswith(wholes)}
+    assert missing == set()
+    assert _fields({"result": "error", "error": ""}) <= named | {"error"}
