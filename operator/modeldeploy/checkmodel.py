@@ -28,6 +28,7 @@ import json
 import math
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TextIO
@@ -193,15 +194,22 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         report = _run(args)
     except CheckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.output == "json":
-            out.write(json.dumps({"result": "error", "error": str(exc)}, indent=2) + "\n")
-        return EXIT_ERROR
+        return _error(args, out, str(exc))
+    except Exception as exc:  # a crash must not read as a failed check (Python exits 1)
+        traceback.print_exc()
+        return _error(args, out, f"check-model stopped on an unexpected error: {exc!r}")
     if args.output == "json":
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
         out.write(render_table(report))
     return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def _error(args: argparse.Namespace, out: TextIO, message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    if args.output == "json":
+        out.write(json.dumps({"result": "error", "error": message}, indent=2) + "\n")
+    return EXIT_ERROR
 
 
 def _run(args: argparse.Namespace) -> Report:
