@@ -10,8 +10,9 @@ Which changes break a client follows from which way the tensors travel:
 
 - An input is what a client sends. The new model must accept everything the old one did: an
   input removed or renamed breaks every request that sends it (ONNX Runtime refuses an input it
-  does not know), and a new input breaks every request that does not send it (every input an
-  ONNX model lists is required: a run without it fails). A fixed dimension that changes size
+  does not know), and a new input breaks every request that does not send it (every input the
+  metadata lists is required: a run without it fails; an input with a default, an initializer
+  of the same name, is not listed by ONNX Runtime at all). A fixed dimension that changes size
   breaks; a fixed dimension that becomes free (4 → -1) accepts what it did and more, so it does
   not; a free dimension that becomes fixed (-1 → 1) refuses sizes it took, so it does.
 - An output is what a client receives. The new model must still give everything a client may
