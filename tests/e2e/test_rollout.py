@@ -27,6 +27,7 @@ from e2ekit import ECHO_IMAGE, NON_ROOT, SERVING_IMAGE, apply, kubectl_json, wai
 from onnx import TensorProto, helper, numpy_helper
 
 import localkube
+from healthkit import HealthLog, argocd_health, kstatus_health
 
 REPO = Path(__file__).resolve().parents[2]
 V1 = "file:///opt/modelserve/models/iris-v1.onnx"
@@ -211,6 +212,22 @@ def status(cluster: localkube.Cluster, namespace: str, name: str) -> dict[str, A
     return kubectl_json(cluster, "get", "md", name, "-n", namespace).get("status") or {}
 
 
+@pytest.fixture
+def health() -> HealthLog:
+    """Flux's kstatus and the chart's Argo CD Lua check, run on each phase a test's object
+    passes through (what a GitOps pipeline waiting on the rollout would have been told)."""
+    return HealthLog(kstatus_health(), argocd_health())
+
+
+def watched(
+    cluster: localkube.Cluster, namespace: str, name: str, log: HealthLog
+) -> dict[str, Any]:
+    """The object's status, after showing the whole object to kstatus and Argo CD's check."""
+    md = kubectl_json(cluster, "get", "md", name, "-n", namespace)
+    log.see(md)
+    return md.get("status") or {}
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -315,21 +332,31 @@ def serve(cluster: localkube.Cluster, namespace: str, name: str, uri: str, versi
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_good_version_walks_the_canary_steps_and_is_promoted(cluster, namespace, model_store):
+def test_a_good_version_walks_the_canary_steps_and_is_promoted(
+    cluster, namespace, model_store, health
+):
     url = serve(cluster, namespace, "iris", V1, "v1")
     with Load(cluster, namespace, url) as load:
         wait_for(lambda: load.codes[200] >= 20, "requests answered by v1")
+        watched(cluster, namespace, "iris", health)
         apply(cluster, namespace, md("iris", f"{model_store}/iris-v2.onnx", "v2"))
         weights = set()
 
         def promoted() -> bool:
-            s = status(cluster, namespace, "iris")
+            s = watched(cluster, namespace, "iris", health)
             weights.add(s.get("canaryWeight", 0))
             return (s.get("stableRevision") or {}).get("modelVersion") == "v2"
 
         wait_for(promoted, "v2 promoted", timeout=240)
+        wait_for(lambda: watched(cluster, namespace, "iris", health).get("phase") == "Healthy",
+                 "Healthy after the promotion")  # fmt: skip
         time.sleep(3)
     assert {25, 50} <= weights, f"weights seen: {weights}"
+    # What a GitOps pipeline waiting on this rollout was told at each step of it.
+    print(f"\n{health.table()}")
+    assert health.wrong() == [], health.table()
+    assert {"Healthy", "Progressing"} <= health.phases, health.table()
+    assert health.readings[-1][2]["status"] == "Current"
     assert tuple(V2_LABELS) in load.labels  # v2 answered through the entry Service
     assert load.codes[200] > 0
     assert set(load.codes) <= {200, 0, 503}, load.codes  # at most brief overload or drain
@@ -341,16 +368,17 @@ def test_a_good_version_walks_the_canary_steps_and_is_promoted(cluster, namespac
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_broken_version_is_rolled_back_by_its_metrics(cluster, namespace, model_store):
+def test_a_broken_version_is_rolled_back_by_its_metrics(cluster, namespace, model_store, health):
     url = serve(cluster, namespace, "iris", V1, "v1")
     with Load(cluster, namespace, url) as load:
         wait_for(lambda: load.codes[200] >= 20, "requests answered by v1")
         apply(cluster, namespace, md("iris", f"{model_store}/iris-broken.onnx", "v3"))
         first_traffic = wait_for(
-            lambda: status(cluster, namespace, "iris").get("canaryWeight", 0) > 0 and time.time(),
+            lambda: watched(cluster, namespace, "iris", health).get("canaryWeight", 0) > 0
+            and time.time(),
             "traffic on the canary",
         )  # fmt: skip
-        wait_for(lambda: status(cluster, namespace, "iris").get("phase") == "RolledBack",
+        wait_for(lambda: watched(cluster, namespace, "iris", health).get("phase") == "RolledBack",
                  "an automatic rollback", timeout=180)  # fmt: skip
         rolled_back_after = time.time() - first_traffic
         time.sleep(INTERVAL)  # requests already on their way to the canary may still fail
@@ -371,6 +399,14 @@ def test_a_broken_version_is_rolled_back_by_its_metrics(cluster, namespace, mode
     assert error_rate["canaryValue"] > 0.05
     described = cluster.kubectl("describe", "md", "iris", "-n", namespace).stdout
     assert "rolled back: analysis failed: error-rate=" in described
+    # v1 serves again (Ready), yet a pipeline waiting on v3 must hear that it failed.
+    watched(cluster, namespace, "iris", health)
+    print(f"\n{health.table()}")
+    assert health.wrong() == [], health.table()
+    assert {"Progressing", "RolledBack"} <= health.phases, health.table()
+    assert (health.readings[-1][2]["status"], health.readings[-1][3]["status"]) == (
+        "Failed", "Degraded"
+    )  # fmt: skip
     print(f"\nrolled back {rolled_back_after:.0f}s after the canary's first traffic "
           f"({rolled_back_after / INTERVAL:.1f} intervals of {INTERVAL}s)")  # fmt: skip
 

@@ -12,17 +12,13 @@ their status the way a kubelet would; the ReplicaSet and Deployment controllers 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from healthkit import Health, argocd_health, kstatus_health
 from integration import test_operator
 from integration.test_never_wedged import caught_up, condition
 from integration.test_operator import apply, cli, example, get, revisions, wait_for
@@ -30,57 +26,17 @@ from integration.test_operator import apply, cli, example, get, revisions, wait_
 operator_process = test_operator.operator
 """test_operator's fixture: this module's own `modeldeploy run` process, with a 2 s resync."""
 
-ROOT = Path(__file__).resolve().parents[2]
-HEALTH = ROOT / "hack" / "health"
-LUA_SCRIPT = ROOT / "charts" / "modeldeploy" / "health" / "modeldeployment.lua"
-CACHE = Path(
-    os.environ.get("MODELDEPLOY_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
-)
 KSTATUS_CONDITIONS = ("Reconciling", "Stalled")
-Health = Callable[[dict[str, Any]], dict[str, str]]
-
-
-def go_build(module: str, name: str) -> Path:
-    """hack/health/MODULE built once per pin set and Go version (a later run is a cache hit)."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip(f"`go` is not on PATH: cannot build {name} from hack/health/{module}")
-    src = HEALTH / module
-    version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True)
-    digest = hashlib.sha256(version.stdout.encode())
-    for part in ("go.mod", "go.sum", "main.go"):
-        digest.update((src / part).read_bytes())
-    binary = CACHE / "health" / f"{name}-{digest.hexdigest()[:12]}" / name
-    if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix(".partial")
-        subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial), "."],
-            cwd=src, check=True, env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
-        )  # fmt: skip
-        partial.rename(binary)
-    return binary
-
-
-def run_json(args: list[str], obj: dict[str, Any]) -> dict[str, str]:
-    out = subprocess.run(args, input=json.dumps(obj), capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
 
 
 @pytest.fixture(scope="session")
 def kstatus() -> Health:
-    """kstatus's Compute() on one object: {"status": "Current"|"InProgress"|..., "message"}."""
-    binary = go_build("kstatus", "kstatus-check")
-    return lambda obj: run_json([str(binary)], obj)
+    return kstatus_health()
 
 
 @pytest.fixture(scope="session")
 def argocd() -> Health:
-    """The shipped Argo CD health script's answer on one object: {"status", "message"}."""
-    binary = go_build("argocd-lua", "argocd-lua-health")
-    return lambda obj: run_json([str(binary), str(LUA_SCRIPT)], obj)
+    return argocd_health()
 
 
 def make_ready(crd, namespace: str, revision: str, count: int) -> None:
