@@ -314,10 +314,9 @@ class App:
         request with its protocol, and check credentials on a guarded route, so an
         unauthenticated client is answered 401 without a byte of its body buffered (and never
         gets a `100 Continue`)."""
-        inference = _infer_route(request.path)
-        if inference is not None:
-            request.tag = inference[0].tag
-        if _guarded(request.path):
+        tag, guarded = _head_route(request.path)
+        request.tag = tag
+        if guarded and self.auth is not None:
             self._authenticate(request)
 
     def _authenticate(self, request: Request) -> None:
@@ -419,6 +418,14 @@ def _infer_route(path: str) -> tuple[InferProtocol, InferRoute] | None:
         if route is not None:
             return protocol, route
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _head_route(path: str) -> tuple[str | None, bool]:
+    """What a request's head needs to know of its path, in one cached lookup (it runs for
+    every request): its inference protocol's tag, if any, and whether it needs credentials."""
+    inference = _infer_route(path)
+    return (inference[0].tag if inference is not None else None), _guarded(path)
 
 
 def _guarded(path: str) -> bool:

@@ -65,7 +65,8 @@ from .model import (
 
 log = logging.getLogger("modelserve.batching")
 
-BatchKey = tuple[tuple[str, tuple[int, ...], str], ...]
+# The dtype itself, not its `.str`: that string is formatted anew on every read.
+BatchKey = tuple[tuple[str, tuple[int, ...], np.dtype[Any]], ...]
 
 # A lone request runs on the event loop when it is expected to take less than this.
 INLINE_MAX_SECONDS: Final = 0.002
@@ -105,8 +106,8 @@ def batch_key(feeds: Feeds) -> BatchKey:
     """Requests batch together only when every input agrees on everything but the row count."""
     if len(feeds) == 1:
         ((name, array),) = feeds.items()
-        return ((name, array.shape[1:], array.dtype.str),)
-    return tuple(sorted((n, a.shape[1:], a.dtype.str) for n, a in feeds.items()))
+        return ((name, array.shape[1:], array.dtype),)
+    return tuple(sorted((n, a.shape[1:], a.dtype) for n, a in feeds.items()))
 
 
 class Batcher:

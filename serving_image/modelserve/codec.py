@@ -92,7 +92,11 @@ def _json_tensor(spec: TensorSpec, data: Any, where: str) -> np.ndarray[Any, Any
     turn "nan", "1.5" and true into floats. The type check is one pass over the values in C
     (`set(map(type, ...))`), about what numpy's own conversion costs.
     """
-    flat = _flatten(data)
+    # A flat list of values, the common case, needs no walk: _flatten only for nested lists.
+    if type(data) is list and (not data or type(data[0]) is not list):
+        flat: tuple[list[Any], tuple[int, ...]] | None = data, (len(data),)
+    else:
+        flat = _flatten(data)
     if flat is None:
         raise BadRequestError(
             f"{where}: 'data' does not hold {spec.datatype} values: nested lists of different "
@@ -119,7 +123,7 @@ def _json_tensor(spec: TensorSpec, data: Any, where: str) -> np.ndarray[Any, Any
             array = np.array(values, dtype=np.bool_)
         else:
             array = np.array(values, dtype=np.object_)
-        return array.reshape(shape)
+        return array if len(shape) == 1 else array.reshape(shape)  # a flat list: 1-D already
     except _DECODE_ERRORS as exc:
         raise BadRequestError(
             f"{where}: 'data' does not hold {spec.datatype} values: {exc}"
@@ -139,7 +143,7 @@ def _all_finite(array: np.ndarray[Any, Any]) -> bool:
     `np.isfinite(a).all()`, which builds a temporary). A sum that overflows on large finite
     values (beyond about 1e18 in float32) falls back to the exact check, so no valid tensor is
     refused. float16 overflows its squares from 256 up: always the exact check."""
-    flat = array.reshape(-1)
+    flat = array if array.ndim == 1 else array.reshape(-1)
     if flat.dtype.itemsize >= 4 and math.isfinite(flat.dot(flat)):
         return True
     return bool(np.isfinite(flat).all())

@@ -326,7 +326,12 @@ class Metrics:
 
     def observe_request(self, protocol: str, code: int, seconds: float) -> None:
         """Count one answered inference request and its latency."""
-        self.count_request(protocol, code)
+        key = (protocol, code)
+        count = self.requests.get(key)
+        if count is None:
+            self.count_request(protocol, code)  # a new series: its creation time is noted there
+        else:  # the common case, inline: it runs for every request
+            self.requests[key] = count + 1
         histogram = self.request_seconds.get(protocol)
         if histogram is None:
             histogram = self.request_seconds[protocol] = Histogram(LATENCY_BUCKETS)

@@ -78,6 +78,8 @@ _TOO_SLOW: Final = Response(
     b'the buffer room it held; retry"}',
 )
 _HOP_BY_HOP_UPGRADE: Final = (b"upgrade", b"http2-settings")
+_QUESTION_MARK: Final = ord("?")
+_HASH: Final = ord("#")
 
 
 class _Closed:
@@ -348,17 +350,18 @@ class HttpProtocol(asyncio.Protocol):
                 raise BadRequestError("CONNECT is not supported: this server is not a proxy")
             self._upgrade = True  # data_received parses it again, without the upgrade
             return
-        url = httptools.parse_url(self._url)
+        raw = self._url
+        # Byte values, not b"?": `bytes in bytes` first tries the operand as an integer, and
+        # the TypeError it formats and drops costs more than the search.
+        if raw[:1] == b"/" and _QUESTION_MARK not in raw and _HASH not in raw:
+            path, query = raw.decode("utf-8", "replace"), b""  # the usual origin-form target
+        else:
+            url = httptools.parse_url(raw)
+            path, query = url.path.decode("utf-8", "replace"), url.query or b""
         request = Request(
-            method=parser.get_method().decode(),
-            path=url.path.decode("utf-8", "replace"),
-            query=url.query or b"",
-            headers=self._headers,
-            body=b"",
-            client=self._client,
-            received=0.0,
-            keep_alive=parser.should_keep_alive(),
-        )
+            parser.get_method().decode(), path, query, self._headers, b"", self._client, 0.0,
+            parser.should_keep_alive(),
+        )  # fmt: skip
         self._request = request
         state = self._state
         if state.on_head is not None:
@@ -368,7 +371,13 @@ class HttpProtocol(asyncio.Protocol):
             size = int(length)
             if size > state.max_body_bytes:
                 raise self._too_large()
-            self._hold(size)
+            budget = state.max_buffered_bytes
+            if budget and state.buffered + size > budget:
+                self._hold(size)  # may reclaim a stalled upload's room, or refuse (503)
+            else:  # the common case, inline: it runs for every request
+                state.buffered += size
+                self._held += size
+                self._message_held += size
             self._declared = True
         if self._headers.get(b"expect", b"").lower() == b"100-continue":
             if self._current is None:
@@ -523,7 +532,11 @@ class HttpProtocol(asyncio.Protocol):
             assert transport is not None
             transport.write(encode(response, keep_alive=keep_alive))
             self._last_activity = time.monotonic()
-        self._release(len(request.body))
+        size = len(request.body)
+        if size:  # _release, inline: it runs for every answer
+            size = min(size, self._held)
+            self._held -= size
+            self._state.buffered -= size
         hook = self._state.on_response
         if hook is not None:
             sent = response if delivered else Response(CLIENT_CLOSED, b"")

@@ -94,6 +94,22 @@ def test_connect_gets_one_400(mlp_server: servekit.Server) -> None:
     assert b"CONNECT is not supported" in raw
 
 
+def test_every_request_target_form_reaches_its_route(mlp_server: servekit.Server) -> None:
+    """The server reads the common target (`/path`) without a URL parser; a query string, a
+    fragment and the absolute form a proxy sends (RFC 9112 3.2.2) still go through one, and
+    each names the same route."""
+    targets = [b"/v2/models/mlp/infer", b"/v2/models/mlp/infer?trace=1",
+               b"/v2/models/mlp/infer#f", b"http://x/v2/models/mlp/infer?a=b"]  # fmt: skip
+    for target in targets:
+        head = INFER.replace(b"/v2/models/mlp/infer", target, 1)
+        wire = head + b"Content-Length: " + str(len(BODY)).encode() + b"\r\n"
+        with socket.create_connection(("127.0.0.1", mlp_server.port), timeout=10) as sock:
+            sock.sendall(wire + b"Connection: close\r\n\r\n" + BODY)
+            raw = read_until_closed(sock)
+        assert statuses(raw) == [200], (target, raw)
+        assert b'"outputs"' in raw, target
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_http2_prior_upgrade_gets_one_http11_answer(mlp_server: servekit.Server) -> None:
     result = subprocess.run(
