@@ -7,7 +7,7 @@ CHART_CRD := charts/modeldeploy/crds/modeldeployments.modeldeploy.io.yaml
 
 .PHONY: help deps install generate lint test test-unit test-serving test-integration test-e2e \
 	cluster-build images cluster-up cluster-down control-plane-up control-plane-down demo down \
-	bench-serving bench-operator chart-lint clean kserve-client kind-image kind-up kind-load kind-e2e kind-demo kind-down
+	bench-serving bench-instructions bench-operator chart-lint clean kserve-client kind-image kind-up kind-load kind-e2e kind-demo kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -133,6 +133,9 @@ kind-down: ## delete the kind cluster
 
 bench-serving: install ## serving benchmark against peers (needs wrk; add --setup once)
 	$(PY) benchmarks/serving.py
+
+bench-instructions: install ## instructions per request under callgrind, beside BASELINE (a git ref)
+	$(PY) benchmarks/serving_instructions.py $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-operator: install cluster-build ## 100 and 1,000 ModelDeployments on the control plane
 	$(PY) benchmarks/operator_scale.py
