@@ -142,6 +142,7 @@ class App:
                 intra_op_threads=s.intra_op_threads,
                 inter_op_threads=s.inter_op_threads,
                 graph_optimization=s.graph_optimization,
+                accelerator=s.accelerator,
                 max_memory=(
                     memory_budget(model_bytes=fetched.path.stat().st_size)
                     if s.max_model_memory is None
@@ -159,10 +160,14 @@ class App:
         )
         self.metrics.set_warmup_skipped(model.warmup.state != "ok")
         self.metrics.set_batching(model.batching.state == "on")
+        placement = model.placement
+        self.metrics.set_placement(provider=placement.provider, requested=placement.requested,
+                                   fallback=bool(placement.fallback))  # fmt: skip
         seconds = time.perf_counter() - started
         self.metrics.model_loaded(seconds=seconds, sha256=fetched.sha256, uri=redact_uri(s.model))
         log.info(
-            "model %s version %s loaded from %s in %.3fs (sha256 %s, warm-up %s, batching %s)",
+            "model %s version %s loaded from %s in %.3fs (sha256 %s, warm-up %s, batching %s, "
+            "on %s)",
             s.name,
             s.version,
             redact_uri(s.model),
@@ -170,6 +175,7 @@ class App:
             fetched.sha256,
             model.warmup.state,
             f"on, up to {s.max_batch_size} rows" if model.batching.state == "on" else "off",
+            placement.provider,
         )
         return model
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import exitcodes
+from .accelerators import ACCELERATORS, Accelerator
 
 ENV_PREFIX: Final = "MODELSERVE_"
 GRAPH_OPTIMIZATION_LEVELS: Final = ("disable", "basic", "extended", "all")
@@ -40,6 +41,7 @@ class Settings:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     graph_optimization: GraphOptimization = "all"
+    accelerator: Accelerator = "cpu"
     warmup: bool = True
     warmup_file: Path | None = None
     batching: bool = False
@@ -210,6 +212,15 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="ONNX Runtime graph optimization level",
     )
     add(
+        "--accelerator",
+        default="cpu",
+        choices=ACCELERATORS,
+        help="execution providers: cuda (CUDA, then CPU) or tensorrt (TensorRT, CUDA, then CPU) "
+        "need the onnxruntime-gpu image and a GPU; when they cannot run, the model is served on "
+        "the CPU and says so (metadata parameters.accelerator_fallback, the "
+        "modelserve_accelerator_fallback gauge)",
+    )
+    add(
         "--warmup",
         default=True,
         type=_bool,
@@ -339,6 +350,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         parser.error("--model (or MODELSERVE_MODEL) is required")
     if args.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
         parser.error(f"--graph-optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
+    if args.accelerator not in ACCELERATORS:  # argparse checks choices on flags, not on env
+        parser.error(f"--accelerator (MODELSERVE_ACCELERATOR) must be one of "
+                     f"{', '.join(ACCELERATORS)}, not {args.accelerator!r}")  # fmt: skip
     if args.log_format not in ("text", "json"):
         parser.error("--log-format must be text or json")
     if args.max_buffered_bytes < args.max_body_bytes:
@@ -379,6 +393,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         intra_op_threads=args.intra_op_threads,
         inter_op_threads=args.inter_op_threads,
         graph_optimization=args.graph_optimization,
+        accelerator=args.accelerator,
         warmup=args.warmup,
         warmup_file=Path(args.warmup_file) if args.warmup_file else None,
         batching=args.batching,

@@ -317,6 +317,19 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self._fallback = Gauge(
+            "modelserve_accelerator_fallback",
+            "1 when the model runs on other execution providers than --accelerator asked for "
+            "(the reason is in the model metadata's parameters.accelerator_fallback)",
+            labels,
+            registry=self.registry,
+        )
+        self._provider = Gauge(
+            "modelserve_execution_provider_info",
+            "The ONNX Runtime execution provider the model mainly runs on (always 1)",
+            (*labels, "provider", "requested"),
+            registry=self.registry,
+        )
         self._batching = Gauge(
             "modelserve_batching_enabled",
             "1 while concurrent requests' rows are batched into one inference",
@@ -374,6 +387,12 @@ class Metrics:
     def set_warmup_skipped(self, skipped: bool) -> None:
         """Say the model serves unproven: an alert can ask for warm-up samples."""
         self._warmup_skipped.labels(*self.labels).set(1 if skipped else 0)
+
+    def set_placement(self, *, provider: str, requested: str, fallback: bool) -> None:
+        """Where the model runs, and whether that is off the accelerator asked for: an alert on
+        the gauge catches a GPU pod quietly serving from its CPU."""
+        self._provider.labels(*self.labels, provider, requested).set(1)
+        self._fallback.labels(*self.labels).set(1 if fallback else 0)
 
     def set_batching(self, enabled: bool) -> None:
         """Mirror whether rows are batched (set at start-up; cleared if a batch shows an output

@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 import onnxruntime as ort  # type: ignore[import-untyped]
 
+from .accelerators import Accelerator, Placement, choose, confirm
 from .errors import ModelLoadError
 from .protowire import shapeless_tensors
 
@@ -163,6 +164,8 @@ class SessionOptions:
     graph_optimization: str = "all"
     # Bytes ONNX Runtime's CPU allocations may reach (0: unbounded): see _bound_memory.
     max_memory: int = 0
+    # The execution providers asked for (accelerators.py); the CPU is always the last resort.
+    accelerator: Accelerator = "cpu"
 
 
 class Model:
@@ -177,8 +180,10 @@ class Model:
         sha256: str,
         load_seconds: float,
         shapeless: frozenset[str] = frozenset(),
+        placement: Placement | None = None,
     ) -> None:
         self.session = session
+        self.placement = placement or Placement("cpu", tuple(session.get_providers()))
         self.name = name
         self.version = version
         self.sha256 = sha256
@@ -235,10 +240,20 @@ class Model:
         if options.max_memory:
             _bound_memory(options.max_memory)
             so.add_session_config_entry("session.use_env_allocators", "1")
+        asked = choose(options.accelerator, ort.get_available_providers())
+        if asked.provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu[cuda,cudnn] installs CUDA and cuDNN as Python packages, which
+            # ONNX Runtime finds only once loaded (it logs what it cannot find, and the
+            # session then falls back, which `confirm` reports).
+            ort.preload_dlls()
         try:
-            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), so, providers=list(asked.providers))
         except Exception as exc:
             raise ModelLoadError(f"not a valid ONNX model: {path}: {exc}") from exc
+        placement = confirm(asked, session.get_providers())
+        if placement.fallback:
+            log.warning("model %r: --accelerator %s is not in use: %s", name,
+                        placement.requested, placement.fallback)  # fmt: skip
         model = cls(
             session,
             name=name,
@@ -246,6 +261,7 @@ class Model:
             sha256=sha256,
             load_seconds=time.perf_counter() - started,
             shapeless=shapeless_tensors(path),
+            placement=placement,
         )
         if model.unserved:
             log.warning(
@@ -260,8 +276,9 @@ class Model:
     def metadata(self) -> dict[str, Any]:
         """The OIP model metadata response.
 
-        A model served without a warm-up inference says so under `parameters` (extra keys that
-        OIP clients ignore); a healthy start keeps the plain OIP object.
+        A model served without a warm-up inference, or off the accelerator it asked for, says so
+        under `parameters` (extra keys that OIP clients ignore); a healthy start keeps the plain
+        OIP object.
         """
         metadata: dict[str, Any] = {
             "name": self.name,
@@ -270,19 +287,23 @@ class Model:
             "inputs": [s.metadata() for s in self.inputs],
             "outputs": [s.metadata() for s in self.outputs],
         }
-        if self.warmup.state != "ok" or self.unserved:
+        if self.warmup.state != "ok" or self.unserved or self.placement.fallback:
             metadata["parameters"] = self.parameters()
         return metadata
 
     def parameters(self) -> dict[str, str]:
-        """What start-up found: warm-up and batching, each with the reason, and the outputs
-        left out because no tensor carries them."""
+        """What start-up found: warm-up and batching, each with the reason, the execution
+        provider in use (and why not the one asked for), and the outputs left out because no
+        tensor carries them."""
         found = {
             "warmup": self.warmup.state,
             "warmup_reason": self.warmup.reason,
             "batching": self.batching.state,
             "batching_reason": self.batching.reason,
+            "execution_provider": self.placement.provider,
         }
+        if self.placement.fallback:
+            found["accelerator_fallback"] = self.placement.fallback
         if self.unserved:
             found["unserved_outputs"] = self.unserved_text()
         return found
