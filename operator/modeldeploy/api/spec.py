@@ -778,6 +778,13 @@ class Rollout(ApiModel):
     notifications: NotifierList | None = None
     """Webhooks told when a rollout starts, advances a step, is promoted or rolled back, or a
     hook fails; sent in the background, never waited on."""
+    allow_signature_change: bool = False
+    """Roll out a model whose inputs or outputs break clients of the one serving (an input
+    removed or renamed, a datatype or a fixed dimension changed). Off, the operator reads the
+    candidate's OIP metadata from one of its Ready pods before it gets any traffic, compares it
+    with the stable revision's as `modeldeploy check-model` does, and refuses a breaking change
+    (phase Failed, Degraded reason IncompatibleSignature naming the tensor); additions are
+    reported and never block. Set it when the clients already send what the new model asks."""
 
     cel_rules = (
         CelRule(
