@@ -34,6 +34,8 @@ from modeldeploy.core.desired.scaling import build_hpa, build_pdb
 from modeldeploy.core.desired.services import build_services
 from modeldeploy.core.digests import Digest, Reports, backfill, judge, recorded
 from modeldeploy.core.events import Event
+from modeldeploy.core.gate import SignatureReads
+from modeldeploy.core.gate import judge as judge_signature
 from modeldeploy.core.hooks import (
     WEBHOOK_POLL,
     HookBook,
@@ -97,9 +99,11 @@ def plan(
     action: Action | None = None,
     digests: Mapping[str, Reports] | None = None,
     webhooks: dict[HookKey, WebhookResult] | None = None,
+    signatures: SignatureReads | None = None,
 ) -> Plan:
     """`digests`: what the pods of the revisions `digests.wanted` named reported, read since
-    the last plan (revision → pod → sha256)."""
+    the last plan (revision → pod → sha256). `signatures`: the stable and candidate revisions'
+    model signatures when `gate.wanted` asked for them (None: no signature check now)."""
     out = Plan()
     target = target_revision(owner, spec, settings)
     revisions = live.revisions
@@ -128,8 +132,13 @@ def plan(
             promoted_at=status.last_promotion_time,
         )  # fmt: skip
     else:
+        verdict = (
+            judge_signature(signatures, spec.rollout.allow_signature_change)
+            if signatures is not None and signatures.canary == target
+            else None
+        )
         rollout = decide(spec, status, target, revisions, check, action, now,
-                         preview_url(owner, spec), book.run)  # fmt: skip
+                         preview_url(owner, spec), book.run, verdict)  # fmt: skip
     # The watch cache may not show a Deployment applied a moment ago: a revision the status
     # already names is not new, so its creation is announced once.
     known = {r.name for r in (status.stable_revision, status.canary_revision) if r}
@@ -387,7 +396,9 @@ def _status(
         if r.failed_reason and r.name in (rollout.stable, rollout.canary)
     ]
 
-    if live.problems:
+    if rollout.degraded is not None and not live.problems:
+        degraded = rollout.degraded
+    elif live.problems:
         degraded = ConditionUpdate(
             "Degraded",
             "True",

@@ -48,6 +48,8 @@ from modeldeploy.api.status import (
 )
 from modeldeploy.core.conditions import ConditionUpdate, whole_seconds
 from modeldeploy.core.events import Event
+from modeldeploy.core.gate import REASON as INCOMPATIBLE
+from modeldeploy.core.gate import GateVerdict, refusal
 from modeldeploy.core.live import LiveRevision
 
 NO_DATA_INTERVALS: Final = 10
@@ -58,6 +60,8 @@ Gate = Callable[[HookPhase, str], tuple[HookVerdict | None, str]]
 """Runs a phase's verification hooks for a revision (starting them once) and says their joint
 verdict: None when the spec has none for the phase (core/hooks.py: HookBook.run)."""
 ACTIONS: Final = ("promote", "abort", "retry", "undo")
+SIGNATURE_RETRY: Final = timedelta(seconds=10)
+"""How soon a candidate waiting for its signature check is looked at again."""
 
 
 @dataclass
@@ -81,6 +85,8 @@ class RolloutState:
     phase: Phase | None = None
     """Set when the rollout decides the phase (Paused, RolledBack); else readiness decides."""
     progressing: ConditionUpdate | None = None
+    degraded: ConditionUpdate | None = None
+    """Set when the rollout itself is why the object is Degraded (a refused signature)."""
     events: list[Event] = field(default_factory=list)
     history: list[tuple[str, HistoryEvent, str]] = field(default_factory=list)
     """(revision, event, message) lines for the audit trail."""
@@ -122,9 +128,11 @@ def decide(
     now: datetime,
     preview_url: str | None = None,
     gate: Gate | None = None,
+    signature: GateVerdict | None = None,
 ) -> RolloutState:
     """`preview_url`: where the candidate is reached directly (named in what a waiting rollout
-    asks of the user). `gate`: runs verification hooks (none when not given)."""
+    asks of the user). `gate`: runs verification hooks (none when not given). `signature`: the
+    signature gate's verdict on the candidate (core/gate.py; None: no check is due)."""
     out = RolloutState(
         stable=_alive(status.stable_revision.name if status.stable_revision else None, revisions),
         previous=_alive(
@@ -145,6 +153,14 @@ def decide(
     if target == out.stable:
         out.rolled_back = None if out.rolled_back == target else out.rolled_back
         return out
+    if (
+        target == out.rolled_back
+        and spec.rollout.allow_signature_change
+        and (refusal(status, target) is not None)
+    ):  # set aside only by the signature gate, which the spec now lets it past
+        out.events.append(Event("Normal", "Retry", f"retrying revision {target}: "
+                                "spec.rollout.allowSignatureChange is now true"))  # fmt: skip
+        out.rolled_back = None
     if target == out.rolled_back:
         # Keep the record of the checks that failed it: what a user reads after a rollback.
         out.analysis = status.analysis
@@ -153,6 +169,10 @@ def decide(
             "Progressing", "False", "RolledBack",
             f"revision {target} was rolled back; change the spec or run `modeldeploy retry`",
         )  # fmt: skip
+        out.degraded = refusal(status, target)
+        if out.degraded is not None:
+            out.progressing = ConditionUpdate("Progressing", "False", INCOMPATIBLE,
+                                              out.degraded.message)  # fmt: skip
         return out
 
     out.canary = target
@@ -168,6 +188,10 @@ def decide(
     state = revisions.get(target)
     if action == "abort":
         _rollback(out, target, "aborted by the user (modeldeploy abort)")
+        return out
+    # Before hooks, pauses and `promote`: no traffic ever reaches a model its clients cannot
+    # call, unless the spec says so (spec.rollout.allowSignatureChange).
+    if signature is not None and _signature_gate(spec, out, target, signature, now):
         return out
     # `modeldeploy promote` is the user's verdict: it runs no hook.
     checked = gate if action != "promote" and not spec.paused else None
@@ -247,6 +271,32 @@ def decide(
             "when traffic returns (or lower analysis.minRequests)",
         )  # fmt: skip
     return out
+
+
+def _signature_gate(spec: ModelDeploymentSpec, out: RolloutState, target: str,
+                    verdict: GateVerdict, now: datetime) -> bool:  # fmt: skip
+    """Apply the signature gate's verdict; True when it stops the rollout here (refused, or
+    the candidate waits for its check without live traffic)."""
+    out.events.extend(verdict.events)
+    if verdict.outcome == "refuse":
+        out.history.append((target, "RolledBack", verdict.message))
+        out.rolled_back, out.canary = target, None
+        out.weight, out.step, out.step_started_at, out.full_size = 0, None, None, False
+        out.analysis = None
+        out.phase = Phase.ROLLED_BACK
+        out.degraded = ConditionUpdate("Degraded", "True", INCOMPATIBLE, verdict.message)
+        out.progressing = ConditionUpdate("Progressing", "False", INCOMPATIBLE, verdict.message)
+        return True
+    if verdict.outcome == "wait":
+        out.weight = _weight(spec, out)
+        out.hold_traffic = True
+        out.full_size = spec.rollout.strategy in (Strategy.BLUE_GREEN, Strategy.IMMEDIATE)
+        out.progressing = ConditionUpdate("Progressing", "True", "CheckingSignature",
+                                          f"revision {target} takes no live traffic until its "
+                                          f"signature is checked: {verdict.message}")  # fmt: skip
+        out.wake_at = now + SIGNATURE_RETRY
+        return True
+    return False
 
 
 def _passed_on_traffic(spec: ModelDeploymentSpec) -> str:

@@ -30,6 +30,7 @@ from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.digests import wanted
 from modeldeploy.core.events import Event
 from modeldeploy.core.failures import Failure, degraded
+from modeldeploy.core.gate import wanted as signatures_wanted
 from modeldeploy.core.live import LiveChildren
 from modeldeploy.core.naming import ACTION_ANNOTATION
 from modeldeploy.core.notifications import notices
@@ -124,11 +125,18 @@ def reconcile(
     # The served model's digest (core/digests.py): read once per revision, its pods all Ready.
     digests = wanted(status_before, seen.revisions) if providers else []
     reads = providers.digests.read(kube, owner.namespace, owner.name, digests) if providers else {}
+    # The signature gate (core/gate.py): the candidate's and the stable revision's model
+    # signatures, read once per revision, before the candidate takes any traffic.
+    pair = signatures_wanted(status_before, target, seen.revisions) if providers else None
+    signatures = providers.signatures.read(kube, owner.namespace, owner.name, *pair) if (
+        providers and pair
+    ) else None  # fmt: skip
     runner = webhooks or shared_runner()
     called = runner.results(owner.uid)  # webhook hooks' verdicts, made off the loop
     try:
         decided = plan(owner, spec, generation, status_before, seen, settings, now,
-                       check=check, action=action, webhooks=called, digests=reads)  # fmt: skip
+                       check=check, action=action, webhooks=called, digests=reads,
+                       signatures=signatures)  # fmt: skip
     except ValidationError as exc:  # a value the status model cannot hold: a bug, said so
         log.exception("planning ModelDeployment %s/%s", owner.namespace, owner.name)
         message = "; ".join(

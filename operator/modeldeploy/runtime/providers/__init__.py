@@ -4,7 +4,8 @@ modeldeploy.core.analysis).
 One module per provider the spec can name (`spec.rollout.analysis.provider`): `pods` scrapes
 every ready pod of a revision through the API server's pod proxy (works on a bare cluster, no
 Prometheus needed); `prometheus` asks the user's Prometheus. Both hand the judges the same
-`RevisionMetrics`. Beside them, `digests` reads which model bytes each revision's pods serve.
+`RevisionMetrics`. Beside them, `digests` reads which model bytes each revision's pods serve,
+and `signatures` what inputs and outputs they take and give (the signature gate's input).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from modeldeploy.runtime.kube import Kube
 from modeldeploy.runtime.providers.digests import DigestReader
 from modeldeploy.runtime.providers.pods import PodScrapes
 from modeldeploy.runtime.providers.prometheus import query_prometheus
+from modeldeploy.runtime.providers.signatures import SignatureReader
 
 
 @dataclass
@@ -28,6 +30,7 @@ class MetricsProviders:
     kube: Kube
     pods: PodScrapes = field(default_factory=PodScrapes)
     digests: DigestReader = field(default_factory=DigestReader)
+    signatures: SignatureReader = field(default_factory=SignatureReader)
 
     def check(
         self,
@@ -55,6 +58,7 @@ class MetricsProviders:
         """Drop what is kept in memory for a deleted ModelDeployment."""
         self.pods.forget_owner(namespace, owner)
         self.digests.forget_owner(namespace, owner)
+        self.signatures.forget_owner(namespace, owner)
 
 
 __all__ = ["MetricsProviders"]
