@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from urllib3.exceptions import HTTPError
+
 from modeldeploy.core.gate import Read, SignatureReads, Unreadable
 from modeldeploy.core.signature import parse_metadata
 from modeldeploy.runtime.errors import KubeError
@@ -72,6 +74,8 @@ class SignatureReader:
             if getattr(exc.__cause__, "status", None) == 401:
                 return self._settle(key, Unreadable(AUTH, final=True)), True
             return self._failed(key, str(exc), now)
+        except (OSError, HTTPError) as exc:  # the API server unreachable: the same, retried
+            return self._failed(key, f"reading the model metadata of {revision}: {exc}", now)
         except ValueError as exc:  # not OIP metadata: an old or foreign image; never retried
             return self._settle(key, Unreadable(str(exc), final=True)), True
         return self._settle(key, read), True
