@@ -122,8 +122,7 @@ class Cluster:
             default = route["spec"]["rules"][-1]
             weights = {b["name"]: b.get("weight", 1) for b in default["backendRefs"]}
             total = sum(weights.values())
-            served_by = {"fraud-stable": self.selected("fraud-stable"),
-                         "fraud-canary": self.selected("fraud-canary")}  # fmt: skip
+            served_by = {b: self.selected(b) for b in weights}
             to_canary = sum(w for b, w in weights.items() if canary in served_by[b])
             return 100.0 * to_canary / total if total else 0.0
         behind = self.selected("fraud")

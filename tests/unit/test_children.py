@@ -3,7 +3,7 @@ the runtime watches and deletes, and (tests/unit/test_chart.py) what the chart g
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.live import LiveChildren, LiveRevision
 from modeldeploy.core.plan import plan, target_revision
 from modeldeploy.core.settings import Settings
+from rolloutkit import GATEWAY, RATIO, Cluster, spec_for
 
 OWNER = Owner("fraud", "ml", "uid-1")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -53,3 +54,68 @@ def test_every_object_the_plan_writes_or_deletes_is_a_kind_of_the_table():
 def test_an_unknown_kind_is_refused_by_name():
     with pytest.raises(KeyError, match="ConfigMap"):
         child_kind("ConfigMap")
+
+
+def at_rest(cluster: Cluster) -> set[tuple[str, str]]:
+    """Every child but the Deployments (one per revision, counted apart)."""
+    return {key for key in cluster.children if key[0] != "Deployment"}
+
+
+def roll(cluster: Cluster, verdict: str) -> set[tuple[str, str]]:
+    """Reconcile, each check passed or failed, until the candidate is promoted or rolled back;
+    the children seen while it ran."""
+    seen: set[tuple[str, str]] = set()
+    for _ in range(30):
+        cluster.now += timedelta(seconds=31)
+        cluster.reconcile(verdict=verdict)
+        seen |= at_rest(cluster)
+        if cluster.status.canary_revision is None:
+            return seen
+    raise AssertionError("the rollout never ended")
+
+
+@pytest.mark.parametrize("routing", [RATIO, GATEWAY], ids=["replicaRatio", "gatewayAPI"])
+@pytest.mark.parametrize("verdict", ["Passed", "Failed"])
+def test_role_services_come_with_a_candidate_and_go_with_it(routing, verdict):
+    """At rest the entry Service alone; a rollout adds NAME-canary (the preview) and
+    NAME-stable; its promotion or rollback deletes both, and a route never names one of them
+    at rest."""
+    cluster = Cluster(spec_for("v1", "Canary", routing, 2, [50]))
+    cluster.reconcile()
+    cluster.settle()
+    cluster.reconcile()
+    route = {("HTTPRoute", "fraud")} if routing is GATEWAY else set()
+    rest = {("Service", "fraud"), ("PodDisruptionBudget", "fraud"), *route}
+    assert at_rest(cluster) == rest
+    assert len([k for k in cluster.children if k[0] == "Deployment"]) == 1
+
+    cluster.spec = spec_for("v2", "Canary", routing, 2, [50])
+    cluster.reconcile()
+    assert at_rest(cluster) == rest | {("Service", "fraud-canary"), ("Service", "fraud-stable")}
+    assert cluster.status.preview_url == "http://fraud-canary.ml.svc/v2/models/fraud"
+    cluster.settle()
+    during = roll(cluster, verdict)
+    assert ("Service", "fraud-canary") in during
+    # The plan that ended the rollout applied the route first; the Services go once it is live.
+    cluster.reconcile()
+    assert at_rest(cluster) == rest
+    if route:
+        backends = [b["name"] for r in cluster.children[("HTTPRoute", "fraud")]["spec"]["rules"]
+                    for b in r["backendRefs"]]  # fmt: skip
+        assert backends == ["fraud"]
+
+
+def test_the_pdb_comes_and_goes_with_a_second_pod():
+    """One replica: no PodDisruptionBudget (it would guard nothing); two: one; back to one: it
+    is deleted."""
+    cluster = Cluster(spec_for("v1", "Canary", RATIO, 1, [50]))
+    cluster.reconcile()
+    assert ("PodDisruptionBudget", "fraud") not in cluster.children
+    assert at_rest(cluster) == {("Service", "fraud")}
+    cluster.spec = spec_for("v1", "Canary", RATIO, 2, [50])
+    cluster.reconcile()
+    assert ("PodDisruptionBudget", "fraud") in cluster.children
+    cluster.spec = spec_for("v1", "Canary", RATIO, 1, [50])
+    p = cluster.reconcile()
+    assert ("PodDisruptionBudget", "fraud") in p.delete
+    assert ("PodDisruptionBudget", "fraud") not in cluster.children

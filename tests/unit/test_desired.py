@@ -7,10 +7,16 @@ import json
 import pytest
 
 from modeldeploy.api.spec import Autoscaling, ModelDeploymentSpec
+from modeldeploy.core.children import HTTP_ROUTE
 from modeldeploy.core.desired.deployment import build_deployment, model_location
+from modeldeploy.core.desired.optional import optional_children, unwanted
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.desired.scaling import build_hpa, build_pdb
-from modeldeploy.core.desired.services import build_services
+from modeldeploy.core.desired.scaling import build_hpa, build_pdb, pdb_exists
+from modeldeploy.core.desired.services import (
+    build_services,
+    canary_service_exists,
+    stable_service_exists,
+)
 from modeldeploy.core.references import Reference, references
 from modeldeploy.core.settings import Settings
 
@@ -122,8 +128,50 @@ def test_services_select_roles():
     assert entry["spec"]["selector"] == {"modeldeploy.io/deployment": "fraud"}
     assert stable["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-old"
     assert canary["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-new"
-    _, _, follows = build_services(OWNER, "fraud-old", None)
-    assert follows["spec"]["selector"]["modeldeploy.io/revision"] == "fraud-old"
+    # At rest the entry Service alone: the router makes it select the stable revision.
+    (alone,) = build_services(OWNER, "fraud-old", None, entry={"modeldeploy.io/revision": "x"})
+    assert alone["metadata"]["name"] == "fraud"
+    assert alone["spec"]["selector"] == {"modeldeploy.io/revision": "x"}
+
+
+def test_role_services_exist_only_with_a_candidate():
+    assert canary_service_exists("fraud-new")
+    assert stable_service_exists("fraud-new")
+    assert not canary_service_exists(None)
+    assert not stable_service_exists(None)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "autoscaling", "exists"),
+    [
+        (0, None, False),
+        (1, None, False),  # maxUnavailable 1 would let a drain take the lone pod anyway
+        (2, None, True),
+        (5, Autoscaling(min_replicas=1, max_replicas=4), False),  # the HPA's floor decides
+        (1, Autoscaling(min_replicas=2, max_replicas=4), True),
+    ],
+)
+def test_pdb_exists_only_where_it_protects_a_second_pod(replicas, autoscaling, exists):
+    assert pdb_exists(replicas, autoscaling) is exists
+
+
+def test_an_optional_child_no_longer_wanted_is_deleted_unless_a_route_still_sends_to_it():
+    optional = optional_children("fraud", [HTTP_ROUTE])
+    assert set(optional) == {
+        ("HorizontalPodAutoscaler", "fraud"),
+        ("PodDisruptionBudget", "fraud"),
+        ("HTTPRoute", "fraud"),
+        ("Service", "fraud-stable"),
+        ("Service", "fraud-canary"),
+    }
+    wanted = build_services(OWNER, "fraud-new", None)
+    live = {key: {} for key in [*optional, ("Service", "fraud")]}
+    assert set(unwanted(optional, wanted, live)) == set(optional)
+    assert unwanted(optional, wanted, {("Service", "fraud"): {}}) == []  # nothing to delete
+    route = {"spec": {"rules": [{"backendRefs": [{"name": "fraud"}, {"name": "fraud-canary"}]}]}}
+    live = {("Service", "fraud-canary"): {}, ("HTTPRoute", "fraud"): route}
+    assert unwanted(optional, [*wanted, {"kind": "HTTPRoute", "metadata": {"name": "fraud"}}],
+                    live) == []  # fmt: skip
 
 
 def test_hpa_targets_the_stable_revision_and_pdb_covers_all_pods():

@@ -69,7 +69,8 @@ def test_first_apply_creates_the_revision_and_every_child():
     p = run(spec)
     rev = target_revision(OWNER, spec, SETTINGS)
     assert list(applied(p, "Deployment")) == [rev]
-    assert sorted(applied(p, "Service")) == ["fraud", "fraud-canary", "fraud-stable"]
+    # At rest the entry Service alone reaches the stable revision: no role Services.
+    assert sorted(applied(p, "Service")) == ["fraud"]
     assert list(applied(p, "PodDisruptionBudget")) == ["fraud"]
     assert applied(p, "Deployment")[rev]["spec"]["replicas"] == 2
     assert [e.reason for e in p.events] == ["RevisionCreated"]
@@ -156,9 +157,9 @@ def test_a_new_model_starts_a_new_revision_and_takes_over_when_ready():
     }
     assert "canaryRevision" not in switched.status
     assert (
-        applied(switched, "Service")["fraud-stable"]["spec"]["selector"]["modeldeploy.io/revision"]
-        == new
+        applied(switched, "Service")["fraud"]["spec"]["selector"]["modeldeploy.io/revision"] == new
     )
+    assert "fraud-stable" not in applied(switched, "Service")  # at rest: no role Services
     # Behind the entry Service every pod takes traffic: the old model stops at once.
     assert applied(switched, "Deployment")[old]["spec"] == {"replicas": 0}
     assert wire(switched)["history"][-1]["event"] == "Promoted"

@@ -44,7 +44,7 @@ def gateway(**extra):
     )
 
 
-def test_route_weights_add_up_and_point_at_the_role_services():
+def test_route_weights_add_up_and_point_at_the_entry_and_canary_services():
     split = GatewayApiRouter(gateway()).split(OWNER, 4, 25, "fraud-new", None)
     (route,) = split.objects
     assert route["kind"] == "HTTPRoute"
@@ -59,7 +59,7 @@ def test_route_weights_add_up_and_point_at_the_role_services():
     ]
     (rule,) = route["spec"]["rules"]
     assert rule["backendRefs"] == [
-        {"name": "fraud-stable", "port": 80, "weight": 75},
+        {"name": "fraud", "port": 80, "weight": 75},
         {"name": "fraud-canary", "port": 80, "weight": 25},
     ]
     assert (split.stable_replicas, split.canary_replicas, split.effective_weight) == (4, 1, 25.0)
@@ -73,7 +73,7 @@ def test_abtest_matches_go_to_the_canary_before_the_default_rule():
         "matches": [{"headers": [{"name": "x-variant", "type": "Exact", "value": "b"}]}],
         "backendRefs": [{"name": "fraud-canary", "port": 80}],
     }
-    assert default["backendRefs"][0] == {"name": "fraud-stable", "port": 80, "weight": 100}
+    assert default["backendRefs"][0] == {"name": "fraud", "port": 80, "weight": 100}
 
 
 def test_mirror_copies_stable_traffic_to_the_canary():
@@ -88,7 +88,15 @@ def test_mirror_copies_stable_traffic_to_the_canary():
 
 def test_without_a_canary_the_route_sends_everything_to_stable():
     (route,) = GatewayApiRouter(gateway(mirror=True)).split(OWNER, 2, 0, None, None).objects
-    assert route["spec"]["rules"] == [{"backendRefs": [{"name": "fraud-stable", "port": 80}]}]
+    assert route["spec"]["rules"] == [{"backendRefs": [{"name": "fraud", "port": 80}]}]
+    # `fraud` is the entry Service, which under this router selects the stable revision alone,
+    # with or without a weighted candidate: the route needs no NAME-stable at rest.
+    router = GatewayApiRouter(gateway())
+    for weighted in (None, "fraud-new"):
+        assert router.entry_selector("fraud", "fraud-old", weighted) == {
+            "modeldeploy.io/deployment": "fraud",
+            "modeldeploy.io/revision": "fraud-old",
+        }
 
 
 def test_the_spec_picks_the_router():

@@ -80,9 +80,9 @@ def test_a_child_edited_by_hand_is_restored_and_reported():
 
 def test_a_child_deleted_by_hand_is_recreated_and_reported():
     spec, status, revisions, children = settled()
-    del children[("PodDisruptionBudget", "fraud")]
+    del children[("Service", "fraud")]
     (w,) = run(spec, status, revisions, children).writes
-    assert w.repair == "PodDisruptionBudget fraud was missing; recreated"
+    assert w.repair == "Service fraud was missing; recreated"
     # Before the first status was written, nothing missing was ever ours.
     fresh = run(spec, ModelDeploymentStatus(), revisions, {}).writes
     assert [w.repair for w in fresh if w.repair] == []

@@ -26,11 +26,12 @@ from modeldeploy.api.status import (
     Phase,
     RevisionRef,
 )
-from modeldeploy.core.children import DEPLOYMENT, HPA
+from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.conditions import ConditionUpdate, set_conditions, whole_seconds
 from modeldeploy.core.desired.deployment import build_deployment
+from modeldeploy.core.desired.optional import optional_children, unwanted
 from modeldeploy.core.desired.owner import Owner
-from modeldeploy.core.desired.scaling import build_hpa, build_pdb
+from modeldeploy.core.desired.scaling import build_hpa, build_pdb, pdb_exists
 from modeldeploy.core.desired.services import build_services
 from modeldeploy.core.digests import Digest, Reports, backfill, judge, recorded
 from modeldeploy.core.events import Event
@@ -201,15 +202,14 @@ def plan(
         entry = router.entry_selector(owner.name, answering, weighted)
         services = build_services(owner, answering, rollout.canary, entry=entry)
         scaling = [build_hpa(owner, spec.autoscaling, rollout.stable)] if spec.autoscaling else []
-        for obj in [*services, *split.objects, *scaling, build_pdb(owner)]:
+        pdb = [build_pdb(owner)] if pdb_exists(spec.serving.replicas, spec.autoscaling) else []
+        for obj in [*services, *split.objects, *scaling, *pdb]:
             wanted.append((obj, False))
     wanted.extend((job, False) for job in book.jobs)
-    # Children that exist only while the spec asks for them (autoscaling, a router's objects):
-    # one no longer wanted is deleted.
-    for optional in (HPA, *ROUTED_KINDS):
-        needed = any(obj["kind"] == optional.kind for obj, _ in wanted)
-        if not needed and (optional.kind, owner.name) in live.children:
-            out.delete.append((optional.kind, owner.name))
+    # Children that exist only while a rule wants them (desired/optional.py): one no longer
+    # wanted is deleted.
+    optional = optional_children(owner.name, ROUTED_KINDS)
+    out.delete.extend(unwanted(optional, [obj for obj, _ in wanted], live.children))
     out.writes = writes(wanted, live.children, status)
 
     out.status = _status(

@@ -18,7 +18,7 @@ from typing import Any
 from modeldeploy.api.status import ModelDeploymentStatus
 from modeldeploy.core.children import DEPLOYMENT
 from modeldeploy.core.diff import is_subset
-from modeldeploy.core.naming import APPLIED_ANNOTATION
+from modeldeploy.core.naming import APPLIED_ANNOTATION, ROLE_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def writes(
         if current is not None:
             hand_edited = _applied_hash(current) == digest and not _only_rescaled(stamped, current)
             repair = f"{kind} {name} was changed by hand; restored" if hand_edited else None
-        elif before.observed_generation and _was_ours(kind, name, before):
+        elif before.observed_generation and _was_ours(desired, before):
             repair = f"{kind} {name} was missing; recreated"
         out.append(Write(stamped, repair=repair))
     return out
@@ -91,8 +91,13 @@ def _only_rescaled(desired: dict[str, Any], live: dict[str, Any]) -> bool:
     return is_subset({**desired, "spec": spec}, live)
 
 
-def _was_ours(kind: str, name: str, before: ModelDeploymentStatus) -> bool:
-    """Did an earlier reconcile already create this child? (Then its absence is drift.)"""
+def _was_ours(desired: dict[str, Any], before: ModelDeploymentStatus) -> bool:
+    """Did an earlier reconcile already create this child? (Then its absence is drift.) The
+    role Services exist only while a candidate does: new with each rollout, not recreated."""
+    kind, name = desired["kind"], desired["metadata"]["name"]
+    role = (desired["metadata"].get("annotations") or {}).get(ROLE_ANNOTATION)
+    if role in ("stable", "canary"):
+        return before.canary_revision is not None
     if kind != DEPLOYMENT.kind:
         return before.stable_revision is not None
     return any(r is not None and r.name == name

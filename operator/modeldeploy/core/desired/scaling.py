@@ -1,4 +1,7 @@
-"""HorizontalPodAutoscaler for the stable revision and PodDisruptionBudget for all pods."""
+"""HorizontalPodAutoscaler for the stable revision and PodDisruptionBudget for all pods.
+
+The PodDisruptionBudget exists only where it protects something (pdb_exists).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +45,22 @@ def build_hpa(owner: Owner, autoscaling: Autoscaling, target: str) -> dict[str, 
             ],
         },
     }
+
+
+def pdb_exists(replicas: int, autoscaling: Autoscaling | None) -> bool:
+    """Whether the PodDisruptionBudget protects anything: only with more than one serving pod
+    at rest. Its maxUnavailable of 1 lets a drain take a lone pod anyway, so with one replica
+    (or an HPA allowed down to one) it would be an object guarding nothing. `replicas`: the
+    spec's count, used when there is no `autoscaling`.
+
+    >>> from modeldeploy.api.spec import Autoscaling
+    >>> pdb_exists(1, None), pdb_exists(2, None)
+    (False, True)
+    >>> hpa = Autoscaling(min_replicas=1, max_replicas=4)
+    >>> pdb_exists(3, hpa), pdb_exists(1, hpa.model_copy(update={"min_replicas": 2}))
+    (False, True)
+    """
+    return (autoscaling.min_replicas if autoscaling else replicas) > 1
 
 
 def build_pdb(owner: Owner) -> dict[str, Any]:

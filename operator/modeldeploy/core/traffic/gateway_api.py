@@ -1,9 +1,11 @@
 """Exact weights, header/cookie matches and shadow traffic on a Gateway API HTTPRoute.
 
-The route sends the default rule to `NAME-stable` and `NAME-canary` with weights that add up
-to 100. ABTest match rules come first and send matching requests to the canary only. Gateway
-API has no cookie match, so a cookie rule becomes a regular expression on the Cookie header.
-With `mirror`, stable traffic is also copied to the canary and its answers dropped.
+The route sends the default rule to `NAME` (the entry Service, which under this router selects
+the stable revision only, at rest and during a rollout alike) and `NAME-canary` with weights
+that add up to 100; at rest its one backend is `NAME`, so no role Service is needed then.
+ABTest match rules come first and send matching requests to the canary only. Gateway API has
+no cookie match, so a cookie rule becomes a regular expression on the Cookie header. With
+`mirror`, stable traffic is also copied to the canary and its answers dropped.
 
 The canary's size follows its share of traffic, rounded up, so it is never starved:
 c = ceil(demand * w / 100), at least 1 while a canary exists (it must answer matched
@@ -29,8 +31,8 @@ from modeldeploy.core.desired.owner import Owner
 from modeldeploy.core.naming import (
     SERVICE_PORT,
     canary_service,
+    entry_service,
     revision_selector,
-    stable_service,
 )
 from modeldeploy.core.traffic.base import Split
 
@@ -64,7 +66,11 @@ def build_route(
     has_canary: bool,
     match: list[MatchRule] | None,
 ) -> dict[str, Any]:
-    stable, canary = stable_service(owner.name), canary_service(owner.name)
+    """The HTTPRoute: `NAME` for the stable side (the entry Service selects only the stable
+    revision under this router, see entry_selector), `NAME-canary` for a candidate. Not
+    `NAME-stable`: that Service exists only during a rollout, and a backend that changed name
+    at every promotion would leave the gateway a moment routing to a deleted Service."""
+    stable, canary = entry_service(owner.name), canary_service(owner.name)
     rules: list[dict[str, Any]] = []
     if has_canary and match:
         rules.append({"matches": [match_to_gateway(m) for m in match],
@@ -128,7 +134,8 @@ class GatewayApiRouter:
         stable: str,
         weighted: str | None,  # noqa: ARG002
     ) -> dict[str, str]:
-        """The stable revision's pods: clients that bypass the route reach stable only."""
+        """The stable revision's pods: clients that bypass the route reach stable only, and the
+        route's stable backend is this Service."""
         return revision_selector(owner, stable)
 
     def scale_down_delay(self, configured: timedelta) -> timedelta:
