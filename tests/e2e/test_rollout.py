@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from e2ekit import ECHO_IMAGE, NON_ROOT, SERVING_IMAGE, apply, kubectl_json, wait_for_endpoints
+from e2ekit import (
+    ECHO_IMAGE,
+    NON_ROOT,
+    SERVING_IMAGE,
+    apply,
+    has_cluster_dns,
+    kubectl_json,
+    wait_for_endpoints,
+)
 from onnx import TensorProto, helper, numpy_helper
 
 import localkube
@@ -658,7 +666,10 @@ def test_a_pre_promotion_job_promotes_a_good_version_and_rolls_a_bad_one_back(
     cluster, namespace, model_store
 ):
     url = serve(cluster, namespace, "iris", V1, "v1", blue_green(V1, "v1"))
-    preview = service_url(cluster, namespace, "iris-canary")
+    # iris-canary exists only while a candidate does (a new ClusterIP each rollout): the Job's
+    # pod, made once the candidate runs, gets its address from the Service environment
+    # variables Kubernetes expands in a command, so no cluster DNS is needed.
+    preview = "http://$(IRIS_CANARY_SERVICE_HOST)/v2/models/iris/infer"
     with Load(cluster, namespace, url) as live:
         wait_for(lambda: live.codes[200] >= 20, "requests answered by v1")
         apply(cluster, namespace, hooked(f"{model_store}/iris-broken.onnx", "v3", preview))
@@ -690,7 +701,7 @@ preview, want, rows = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[
 body = json.dumps({"inputs": [{"name": "input", "shape": [len(rows), 4], "datatype": "FP32",
                                "data": rows}]}).encode()
 
-def right_answers():
+def right_answers(preview):
     for _ in range(20):
         request = urllib.request.Request(preview, data=body,
                                          headers={"Content-Type": "application/json"})
@@ -712,7 +723,7 @@ class Checker(http.server.BaseHTTPRequestHandler):
             code, said = 200, "ok"
         else:
             print("checking", told["candidateRevision"], "preview", told["previewUrl"], flush=True)
-            said = right_answers()
+            said = right_answers(preview or told["previewUrl"] + "/infer")
             code, said = (500, said) if said else (200, "20 right answers")
             print(code, said, flush=True)
         self.send_response(code)
@@ -764,9 +775,10 @@ def webhooked(uri: str, version: str, checker: str) -> dict[str, Any]:
 def test_a_pre_promotion_webhook_promotes_a_good_version_and_rolls_a_bad_one_back(
     cluster, namespace, model_store
 ):
+    if not has_cluster_dns(cluster):  # iris-canary exists only during a rollout: by its name
+        pytest.skip("the checker reaches the preview by status.previewUrl: needs cluster DNS")
     url = serve(cluster, namespace, "iris", V1, "v1", blue_green(V1, "v1"))
-    checker = start_webhook_checker(cluster, namespace,
-                                    service_url(cluster, namespace, "iris-canary"))  # fmt: skip
+    checker = start_webhook_checker(cluster, namespace, "")
     with Load(cluster, namespace, url) as live:
         wait_for(lambda: live.codes[200] >= 20, "requests answered by v1")
         apply(cluster, namespace, webhooked(f"{model_store}/iris-broken.onnx", "v3", checker))
