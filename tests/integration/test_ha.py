@@ -276,7 +276,7 @@ def test_only_the_leader_writes_and_the_standby_takes_over_mid_rollout(crd, name
     def took_over() -> bool:
         late = get(crd, namespace, "md", "late").get("status") or {}
         return (("Service", "iris-canary") in children(crd, namespace, "iris")
-                and len(children(crd, namespace, "late")) == 5
+                and len(children(crd, namespace, "late")) == 3
                 and late.get("observedGeneration") == 1)  # fmt: skip
 
     wait_for(took_over, "the standby to take over", standby.operator, timeout=TAKEOVER_SECONDS)

@@ -64,10 +64,11 @@ def revisions(crd, namespace: str, owner: str) -> list[str]:
 def test_apply_creates_owned_children_and_real_pods(crd, operator, namespace):
     apply(crd, namespace, example())
     md = get(crd, namespace, "md", "iris")
-    found = wait_for(lambda: len(children(crd, namespace, "iris")) == 5 and
-                     children(crd, namespace, "iris"), "5 children", operator)  # fmt: skip
-    kinds = sorted(k for k, _ in found)
-    assert kinds == ["Deployment", "PodDisruptionBudget", "Service", "Service", "Service"]
+    found = wait_for(lambda: len(children(crd, namespace, "iris")) == 3 and
+                     children(crd, namespace, "iris"), "3 children", operator)  # fmt: skip
+    # At rest: the revision, the entry Service and (2 replicas) the PDB; no role Services.
+    assert sorted(found) == [("Deployment", revisions(crd, namespace, "iris")[0]),
+                             ("PodDisruptionBudget", "iris"), ("Service", "iris")]  # fmt: skip
     for (kind, name), child in found.items():
         owner = child["metadata"]["ownerReferences"]
         assert owner == [{"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment",
@@ -126,26 +127,26 @@ def test_model_change_makes_a_revision_replicas_change_does_not(crd, operator, n
 
 def test_hand_edits_and_deletions_are_repaired(crd, operator, namespace):
     apply(crd, namespace, example())
-    wait_for(lambda: len(children(crd, namespace, "iris")) == 5, "children", operator)
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 3, "children", operator)
     (deploy,) = revisions(crd, namespace, "iris")
-    crd.kubectl("delete", "service", "iris-stable", "-n", namespace)
+    crd.kubectl("delete", "service", "iris", "-n", namespace)
     crd.kubectl("set", "image", f"deployment/{deploy}", "modelserve=evil:1", "-n", namespace)
 
     def repaired() -> bool:
         found = children(crd, namespace, "iris")
         image = found[("Deployment", deploy)]["spec"]["template"]["spec"]["containers"][0]["image"]
-        return ("Service", "iris-stable") in found and image == "modeldeploy/serving:dev"
+        return ("Service", "iris") in found and image == "modeldeploy/serving:dev"
 
     wait_for(repaired, "the Service and the image repaired", operator, timeout=6 * RESYNC_SECONDS)
     described = wait_for(lambda: "was missing" in (d := describe(crd, namespace)) and d,
                          "the Repaired events")  # fmt: skip
-    assert "Service iris-stable was missing; recreated" in described
+    assert "Service iris was missing; recreated" in described
     assert f"Deployment {deploy} was changed by hand; restored" in described
 
 
 def test_a_reconcile_with_nothing_changed_writes_nothing(crd, operator, namespace):
     apply(crd, namespace, example())
-    wait_for(lambda: len(children(crd, namespace, "iris")) == 5 and
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 3 and
              get(crd, namespace, "md", "iris").get("status"), "settled", operator)  # fmt: skip
 
     def versions() -> dict[str, str]:
@@ -184,7 +185,7 @@ def test_a_missing_secret_is_a_condition_not_a_crash(crd, operator, namespace):
 
 def test_deleting_the_modeldeployment_removes_every_child(crd, operator, namespace):
     apply(crd, namespace, example())
-    wait_for(lambda: len(children(crd, namespace, "iris")) == 5, "children", operator)
+    wait_for(lambda: len(children(crd, namespace, "iris")) == 3, "children", operator)
     crd.kubectl("delete", "md", "iris", "-n", namespace)
     # The real garbage collector (controller-manager) removes them through ownerReferences.
     wait_for(lambda: not children(crd, namespace, "iris"), "children gone", operator)
