@@ -4,8 +4,10 @@ the runtime watches and deletes, and (tests/unit/test_chart.py) what the chart g
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from modeldeploy.api.spec import ModelDeploymentSpec
 from modeldeploy.api.status import ModelDeploymentStatus
@@ -119,3 +121,15 @@ def test_the_pdb_comes_and_goes_with_a_second_pod():
     p = cluster.reconcile()
     assert ("PodDisruptionBudget", "fraud") in p.delete
     assert ("PodDisruptionBudget", "fraud") not in cluster.children
+
+
+def test_the_canary_example_has_three_children_at_rest():
+    """Issue 19's target: at most 3 objects per ModelDeployment at rest (it was 5)."""
+    doc = yaml.safe_load((Path(__file__).parents[2] / "examples" / "canary.yaml").read_text())
+    cluster = Cluster(ModelDeploymentSpec.model_validate(doc["spec"]))
+    for _ in range(3):
+        cluster.reconcile()
+        cluster.settle()
+    assert sorted(kind for kind, _ in cluster.children) == [
+        "Deployment", "PodDisruptionBudget", "Service"
+    ]  # fmt: skip
