@@ -4,11 +4,11 @@ ServiceAccount (a token minted for it), against the real API server's RBAC autho
 One scenario exercises each permission the operator has (tier 1: no pods run):
 - `iris` (the canary example, with autoscaling from 2 pods and revisionHistoryLimit 0) gets its
   Deployment, entry Service, PDB and HPA, an Event, and status.observedGeneration; a stale revision
-  Deployment of it is deleted; dropping autoscaling deletes the HPA;
+  Deployment of it is deleted; dropping autoscaling (down to 1 replica) deletes the HPA and PDB;
 - `refs` names a Secret, a ConfigMap and a claim that do not exist: Degraded, naming all three;
 - `hooked` has a preRollout hook with a 1 s timeout: its second version gets the hook's Job,
   which the Job controller fails past its deadline (no pod runs), and the operator reads the
-  verdict from its watch of Jobs (status.hooks);
+  verdict from its watch of Jobs (status.hooks); the rollback deletes its preview Service;
 - `routed` uses gatewayAPI routing (an HTTPRoute CRD is installed after the operator started,
   so the operator must notice new CRDs): its HTTPRoute is created, and deleted when the spec
   switches back to replicaRatio.
@@ -235,8 +235,8 @@ class Scenario:
         self.done: dict[str, bool] = dict.fromkeys(
             ["children", "observedGeneration", "event", "stale deleted", "refs Degraded",
              "HPA deleted", "HTTPRoute created", "HTTPRoute deleted", "hook Job created",
-             "hook verdict read"], False)  # fmt: skip
-        self.hpa_dropped = self.route_dropped = self.hook_due = False
+             "hook verdict read", "PDB deleted", "preview Service deleted"], False)  # fmt: skip
+        self.hpa_dropped = self.route_dropped = self.hook_due = self.saw_preview = False
         self.started = time.monotonic()
         self.when: dict[str, float] = {}
 
@@ -293,10 +293,11 @@ class Scenario:
             entry = "iris" in services  # at rest: no role Services (no candidate)
             done["children"] = revision and entry and has_pdb and has_hpa
             if done["children"]:
-                self._patch("iris", {"spec": {"autoscaling": None}})
+                self._patch("iris", {"spec": {"autoscaling": None, "serving": {"replicas": 1}}})
                 self.hpa_dropped = True
         else:
             done["HPA deleted"] = not has_hpa
+            done["PDB deleted"] = not any(p.metadata.name == "iris" for p in pdbs)
         iris = self._md("iris")
         done["observedGeneration"] = (iris.get("status") or {}).get("observedGeneration") == (
             iris["metadata"]["generation"]
@@ -328,6 +329,10 @@ class Scenario:
         done["hook Job created"] = any(j.metadata.name.startswith("hooked-hook-") for j in jobs)
         runs = (hooked.get("status") or {}).get("hooks") or []
         done["hook verdict read"] = any(r.get("verdict") == "Failed" for r in runs)
+        self.saw_preview = self.saw_preview or "hooked-canary" in services
+        done["preview Service deleted"] = (
+            self.saw_preview and done["hook verdict read"] and "hooked-canary" not in services
+        )
 
         for name, ok in done.items():
             if ok:

@@ -134,6 +134,23 @@ def test_the_operator_may_watch_and_apply_every_child_kind():
         assert {"list", "watch", "create", "patch"} <= verbs, kind
 
 
+def test_the_operator_may_delete_every_child_that_comes_and_goes():
+    """The plan deletes a child no longer wanted (core/desired/optional.py): the role Services
+    after a rollout, the PDB when one pod is left, the HPA, the route; and expired revisions."""
+    from modeldeploy.core.children import DEPLOYMENT, child_kind
+    from modeldeploy.core.desired.optional import optional_children
+    from modeldeploy.core.traffic import ROUTED_KINDS
+
+    (role,) = [d for d in render() if d["kind"] == "ClusterRole" and any(
+        "deployments" in r["resources"] for r in d["rules"])]  # fmt: skip
+    kinds = {DEPLOYMENT, *(child_kind(k) for k, _ in optional_children("x", ROUTED_KINDS))}
+    assert {k.kind for k in kinds} >= {"Service", "PodDisruptionBudget"}
+    for kind in kinds:
+        verbs = {v for r in role["rules"] if kind.group in r["apiGroups"]
+                 and kind.plural in r["resources"] for v in r["verbs"]}  # fmt: skip
+        assert "delete" in verbs, kind
+
+
 def leader_election(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["metadata"]["name"].endswith("-leader-election")]
 

@@ -67,8 +67,8 @@ per watched namespace. Each rule is proven necessary by tests/integration/test_r
   resources: ["events"]
   verbs: ["create"]
 # Children, written by server-side apply (a PATCH that creates what is missing) and watched
-# into an index. Deployments of expired revisions, and an HPA or HTTPRoute no longer wanted,
-# are deleted; Services and the PodDisruptionBudget never are.
+# into an index. Deployments of expired revisions, and an HPA, HTTPRoute, PodDisruptionBudget
+# or role Service (NAME-canary, NAME-stable: only during a rollout) no longer wanted, are deleted.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch", "delete"]
@@ -80,10 +80,10 @@ per watched namespace. Each rule is proven necessary by tests/integration/test_r
   verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Verification hooks (spec.rollout.hooks): one Job per run; the Job controller deletes it an
 # hour after it finished (ttlSecondsAfterFinished), so no delete. No pod rights: the Job
 # controller runs the pods, and the verdict is the Job's status.
