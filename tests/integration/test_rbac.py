@@ -236,7 +236,7 @@ class Scenario:
             ["children", "observedGeneration", "event", "stale deleted", "refs Degraded",
              "HPA deleted", "HTTPRoute created", "HTTPRoute deleted", "hook Job created",
              "hook verdict read", "PDB deleted", "preview Service deleted"], False)  # fmt: skip
-        self.hpa_dropped = self.route_dropped = self.hook_due = self.saw_preview = False
+        self.hpa_dropped = self.route_dropped = self.hook_due = False
         self.started = time.monotonic()
         self.when: dict[str, float] = {}
 
@@ -329,9 +329,10 @@ class Scenario:
         done["hook Job created"] = any(j.metadata.name.startswith("hooked-hook-") for j in jobs)
         runs = (hooked.get("status") or {}).get("hooks") or []
         done["hook verdict read"] = any(r.get("verdict") == "Failed" for r in runs)
-        self.saw_preview = self.saw_preview or "hooked-canary" in services
-        done["preview Service deleted"] = (
-            self.saw_preview and done["hook verdict read"] and "hooked-canary" not in services
+        # The plan that made the candidate (and so the hook's Job) applied hooked-canary first;
+        # it may come and go between two polls, so its absence after the verdict is the proof.
+        done["preview Service deleted"] = done["hook verdict read"] and (
+            "hooked-canary" not in services
         )
 
         for name, ok in done.items():
