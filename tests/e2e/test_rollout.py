@@ -77,15 +77,22 @@ def iris_v2() -> bytes:
 
 def iris_broken() -> bytes:
     """Loads, warms up and answers the warm-up, then fails real rows: it looks a table up by
-    the sum of a row's features, and iris rows sum far past the table's end."""
+    the sum of a row's features, and iris rows sum far past the table's end. Its signature is
+    v1's (label and probabilities), so the operator's signature gate lets it through and only
+    its metrics (or a hook) can catch it."""
     table = numpy_helper.from_array(np.arange(5, dtype=np.int64), "table")
     axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    weights = numpy_helper.from_array(np.zeros((4, 3), dtype=np.float32), "weights")
+    bias = numpy_helper.from_array(np.zeros(3, dtype=np.float32), "bias")
     return _model(
         [helper.make_node("ReduceSum", ["input", "axes"], ["total"], keepdims=0),
          helper.make_node("Cast", ["total"], ["index"], to=TensorProto.INT64),
-         helper.make_node("Gather", ["table", "index"], ["label"])],
-        [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])],
-        [table, axes],
+         helper.make_node("Gather", ["table", "index"], ["label"]),
+         helper.make_node("Gemm", ["input", "weights", "bias"], ["scores"]),
+         helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1)],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [table, axes, weights, bias],
     )  # fmt: skip
 
 
@@ -94,7 +101,8 @@ def iris_broken() -> bytes:
 
 @pytest.fixture(scope="module")
 def crd(cluster: localkube.Cluster) -> localkube.Cluster:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    # --force-conflicts: an earlier module's `helm install` may own the CRD's fields by now.
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.wait_established("modeldeployments.modeldeploy.io")
     return cluster
 
@@ -169,15 +177,21 @@ def model_store(cluster: localkube.Cluster, namespace: str) -> str:
     return start_model_store(cluster, namespace)
 
 
-def start_model_store(cluster: localkube.Cluster, namespace: str) -> str:
-    """An HTTP server in the cluster with the test's models; returns its base URL."""
-    files = {"iris-v2.onnx": iris_v2(), "iris-broken.onnx": iris_broken()}
-    labels = {"app": "models"}
+def start_model_store(
+    cluster: localkube.Cluster,
+    namespace: str,
+    files: dict[str, bytes] | None = None,
+    name: str = "models",
+) -> str:
+    """An HTTP server in the cluster serving `files` (default: the rollout tests' models) from
+    a ConfigMap; returns its base URL."""
+    files = files or {"iris-v2.onnx": iris_v2(), "iris-broken.onnx": iris_broken()}
+    labels = {"app": name}
     apply(cluster, namespace, {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "models"},
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
         "binaryData": {k: base64.b64encode(v).decode() for k, v in files.items()},
     }, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "models"},
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"selector": {"matchLabels": labels}, "template": {
             "metadata": {"labels": labels},
             "spec": {"containers": [{
@@ -187,14 +201,14 @@ def start_model_store(cluster: localkube.Cluster, namespace: str) -> str:
                 "volumeMounts": [{"name": "models", "mountPath": "/models"}],
                 "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
             }], "securityContext": {"runAsUser": 65532},
-                "volumes": [{"name": "models", "configMap": {"name": "models"}}]},
+                "volumes": [{"name": "models", "configMap": {"name": name}}]},
         }},
     }, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "models"},
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
         "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]},
     })  # fmt: skip
-    wait_for_endpoints(cluster, namespace, "models", 1)
-    ip = kubectl_json(cluster, "get", "service", "models", "-n", namespace)["spec"]["clusterIP"]
+    wait_for_endpoints(cluster, namespace, name, 1)
+    ip = kubectl_json(cluster, "get", "service", name, "-n", namespace)["spec"]["clusterIP"]
     return f"http://{ip}:8000"
 
 

@@ -9,21 +9,29 @@ small in-cluster model store of its own.
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
 import numpy as np
 import onnx
 import pytest
-from e2ekit import ECHO_IMAGE, NON_ROOT, apply, kubectl_json, wait_for_endpoints
+from e2ekit import apply
 from onnx import TensorProto, helper, numpy_helper
 
 # The chart-installed operator, the sample model and the load client (crd and operator are
 # fixtures, imported to be found).
-from test_rollout import V1, V1_LABELS, Load, crd, md, operator, serve, status, wait_for  # noqa: F401
-
-import localkube
+from test_rollout import (  # noqa: F401
+    V1,
+    V1_LABELS,
+    Load,
+    crd,
+    md,
+    operator,
+    serve,
+    start_model_store,
+    status,
+    wait_for,
+)  # fmt: skip
 
 
 def iris_renamed() -> bytes:
@@ -47,41 +55,14 @@ def iris_renamed() -> bytes:
     return bytes(model.SerializeToString())
 
 
-def start_renamed_store(cluster: localkube.Cluster, namespace: str) -> str:
-    """An HTTP server in the cluster serving iris-renamed.onnx; its base URL."""
-    labels = {"app": "renamed-models"}
-    apply(cluster, namespace, {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "renamed-models"},
-        "binaryData": {"iris-renamed.onnx": base64.b64encode(iris_renamed()).decode()},
-    }, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "renamed-models"},
-        "spec": {"selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{
-                "name": "http", "image": ECHO_IMAGE, "imagePullPolicy": "Never",
-                "command": ["python3", "-m", "http.server", "8000", "--directory", "/models"],
-                "ports": [{"containerPort": 8000}], "securityContext": NON_ROOT,
-                "volumeMounts": [{"name": "models", "mountPath": "/models"}],
-                "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
-            }], "securityContext": {"runAsUser": 65532},
-                "volumes": [{"name": "models", "configMap": {"name": "renamed-models"}}]},
-        }},
-    }, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "renamed-models"},
-        "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]},
-    })  # fmt: skip
-    wait_for_endpoints(cluster, namespace, "renamed-models", 1)
-    service = kubectl_json(cluster, "get", "service", "renamed-models", "-n", namespace)
-    return f"http://{service['spec']['clusterIP']}:8000"
-
-
 def degraded(state: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in state.get("conditions", []) if c["type"] == "Degraded"), {})
 
 
 @pytest.mark.usefixtures("operator")
 def test_a_renamed_input_is_refused_and_v1_keeps_answering(cluster, namespace):
-    store = start_renamed_store(cluster, namespace)
+    store = start_model_store(cluster, namespace, {"iris-renamed.onnx": iris_renamed()},
+                              name="renamed-models")  # fmt: skip
     url = serve(cluster, namespace, "iris", V1, "v1")
     with Load(cluster, namespace, url) as load:
         wait_for(lambda: load.codes[200] >= 20, "requests answered by v1")
